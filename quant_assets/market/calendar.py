@@ -1,0 +1,103 @@
+"""NYSE trading calendar: sessions and their regular-hours minutes (exchange-calendars).
+
+Conventions used across the project:
+- a *session* is a tz-naive midnight ``pd.Timestamp`` naming the trading day (New York date);
+- a *minute* is the tz-aware UTC start of a one-minute bar ("left" side, as yfinance labels bars),
+  so a full session has 390 minutes 09:30..15:59 New York and an early close 210.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import cache
+
+import exchange_calendars as xcals
+import pandas as pd
+
+EXCHANGE = "XNYS"
+MARKET_TZ = "America/New_York"
+
+DateLike = str | date | pd.Timestamp
+EMPTY_MINUTES = pd.DatetimeIndex([], dtype="datetime64[ns, UTC]", name="ts")
+
+
+@cache
+def exchange_calendar() -> xcals.ExchangeCalendar:
+    """The NYSE calendar (built once per process; it is immutable)."""
+    return xcals.get_calendar(EXCHANGE)
+
+
+def to_session_label(day: DateLike) -> pd.Timestamp:
+    """Normalize a date-like value to the tz-naive midnight label exchange-calendars uses."""
+    ts = pd.Timestamp(day)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert(MARKET_TZ).tz_localize(None)
+    return ts.normalize()
+
+
+def is_session(day: DateLike) -> bool:
+    """True when the New York date is a trading session (not a weekend or holiday)."""
+    return bool(exchange_calendar().is_session(to_session_label(day)))
+
+
+def sessions(start: DateLike, end: DateLike) -> pd.DatetimeIndex:
+    """Trading sessions between two dates, both inclusive."""
+    return exchange_calendar().sessions_in_range(to_session_label(start), to_session_label(end))
+
+
+def session_minutes(day: DateLike) -> pd.DatetimeIndex:
+    """UTC start of every regular-hours minute of a session; empty for a non-session day."""
+    label = to_session_label(day)
+    if not is_session(label):
+        return EMPTY_MINUTES.copy()
+    return exchange_calendar().session_minutes(label).rename("ts")
+
+
+def session_bounds(day: DateLike) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(open, close) of a session in UTC; close is exclusive (the end of the last bar)."""
+    label = to_session_label(day)
+    cal = exchange_calendar()
+    return cal.session_open(label), cal.session_close(label)
+
+
+def trading_minutes(start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
+    """UTC bar-start minutes of regular sessions in the half-open range [start, end)."""
+    start, end = pd.Timestamp(start), pd.Timestamp(end)
+    if end <= start:
+        return EMPTY_MINUTES.copy()
+    minutes = exchange_calendar().minutes_in_range(start, end - pd.Timedelta(minutes=1))
+    return minutes.rename("ts")
+
+
+def session_of(ts: pd.Timestamp) -> pd.Timestamp:
+    """The New York calendar date of a UTC timestamp, as a session label (may be a non-session)."""
+    return to_session_label(pd.Timestamp(ts).tz_convert(MARKET_TZ))
+
+
+def next_open(ts: pd.Timestamp) -> pd.Timestamp:
+    """The first regular-session open strictly after ``ts`` (UTC)."""
+    return exchange_calendar().next_open(pd.Timestamp(ts))
+
+
+def is_open(ts: pd.Timestamp) -> bool:
+    """True when ``ts`` falls inside a regular session's minutes."""
+    return bool(exchange_calendar().is_trading_minute(pd.Timestamp(ts).floor("min")))
+
+
+def session_labels(ts: pd.Series) -> pd.Series:
+    """The New York date (as a session label) of each UTC timestamp in a Series."""
+    return ts.dt.tz_convert(MARKET_TZ).dt.normalize().dt.tz_localize(None).astype("datetime64[ns]")
+
+
+def in_regular_session(ts: pd.Series) -> pd.Series:
+    """Whether each tz-aware timestamp falls inside a regular session (open <= ts < close)."""
+    ok = pd.Series(False, index=ts.index, dtype=bool)
+    if ts.empty:
+        return ok
+    utc = ts.dt.tz_convert("UTC")
+    days = session_labels(utc)
+    for day in days.unique():
+        if is_session(day):
+            open_, close = session_bounds(day)
+            ok |= (days == day) & (utc >= open_) & (utc < close)
+    return ok

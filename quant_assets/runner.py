@@ -1,0 +1,46 @@
+"""Run jobs of the project's Definitions in this process, on the DAGSTER_HOME instance."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from quant_assets.defs.partitions import day_ticker_key
+from quant_assets.settings import Settings
+
+DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Point DAGSTER_HOME at QUANT_HOME/dagster unless set, with the project's dagster.yaml."""
+    home = Path(os.environ.get("DAGSTER_HOME") or (settings.home / "dagster")).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists() and DAGSTER_YAML.exists():
+        target.write_text(DAGSTER_YAML.read_text())
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_partition_range(
+    defs: dg.Definitions,
+    job_name: str,
+    first_day: pd.Timestamp,
+    last_day: pd.Timestamp,
+    tickers: tuple[str, ...],
+    instance: dg.DagsterInstance,
+) -> dg.ExecuteInProcessResult:
+    """Run a day × ticker job once over the rectangle of sessions and tickers (one run)."""
+    tags = {
+        ASSET_PARTITION_RANGE_START_TAG: day_ticker_key(first_day, tickers[0]),
+        ASSET_PARTITION_RANGE_END_TAG: day_ticker_key(last_day, tickers[-1]),
+    }
+    job = defs.resolve_job_def(job_name)
+    return job.execute_in_process(instance=instance, tags=tags, raise_on_error=True)

@@ -1,0 +1,158 @@
+"""All configuration, read from the environment or a ``.env`` file (pydantic-settings).
+
+Every project setting is named ``QUANT_<FIELD>`` (e.g. ``QUANT_HOME``, ``QUANT_TICKERS``); the
+database may also be given with the seed's plain names ``DB_HOST``, ``DB_USER``,
+``DB_PASSWORD``, ``DB_NAME``, ``DB_PORT``. With nothing set the project runs embedded: an SQLite
+file under ``QUANT_HOME`` (default ``./.quant``) and the synthetic market as data source.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pandas as pd
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+DEFAULT_TICKERS: tuple[str, ...] = (
+    "AAPL",
+    "MSFT",
+    "NVDA",
+    "AMZN",
+    "GOOGL",
+    "META",
+    "TSLA",
+    "JPM",
+    "V",
+    "UNH",
+    "XOM",
+    "JNJ",
+    "WMT",
+    "PG",
+    "MA",
+    "HD",
+    "CVX",
+    "KO",
+    "PEP",
+    "COST",
+)
+# Characters Dagster refuses in static partition keys (STACK_NOTES.md), plus whitespace.
+_FORBIDDEN_TICKER_CHARS = set("|[],") | {" ", "\t"}
+
+
+def _db_field(name: str) -> AliasChoices:
+    return AliasChoices(f"QUANT_{name}", name)
+
+
+class Settings(BaseSettings):
+    """Project settings; see the README's configuration reference for each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QUANT_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    home: Path = Path(".quant")
+
+    # Database: a full URL wins; otherwise DB_* parts; otherwise SQLite under `home`.
+    database_url: SecretStr | None = None
+    db_host: str | None = Field(None, validation_alias=_db_field("DB_HOST"))
+    db_port: int = Field(5432, validation_alias=_db_field("DB_PORT"))
+    db_user: str | None = Field(None, validation_alias=_db_field("DB_USER"))
+    db_password: SecretStr | None = Field(None, validation_alias=_db_field("DB_PASSWORD"))
+    db_name: str = Field("quant", validation_alias=_db_field("DB_NAME"))
+    db_connect_attempts: int = Field(6, ge=1)
+    db_connect_backoff_s: float = Field(0.5, gt=0)
+
+    # Market data.
+    tickers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_TICKERS
+    source: Literal["synthetic", "yfinance"] = "synthetic"
+    poll_interval_s: float = Field(30.0, gt=0)
+    poll_jitter_s: float = Field(3.0, ge=0)
+    partitions_start: date = date(2026, 1, 2)
+
+    # The demo window (sessions, inclusive) that `make demo` materializes.
+    demo_start: date = date(2026, 9, 1)
+    demo_end: date = date(2026, 10, 30)
+
+    # The synthetic market (the embedded source and the ground truth of the tests).
+    synthetic_seed: int = 7
+    synthetic_signal: float = Field(0.0, ge=0)
+    synthetic_missing_rate: float = Field(0.002, ge=0, lt=1)
+    synthetic_start: date = date(2026, 1, 2)
+    synthetic_end: date = date(2026, 12, 31)
+    synthetic_regime_shift_at: pd.Timestamp | None = None
+
+    @field_validator("tickers", mode="before")
+    @classmethod
+    def _split_tickers(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("tickers")
+    @classmethod
+    def _check_tickers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one ticker is required")
+        tickers = tuple(t.upper() for t in value)
+        bad = [t for t in tickers if _FORBIDDEN_TICKER_CHARS & set(t)]
+        if bad:
+            raise ValueError(f"tickers may not contain '|', '[', ']', ',' or spaces: {bad}")
+        if len(set(tickers)) != len(tickers):
+            raise ValueError(f"duplicate tickers in {tickers}")
+        return tickers
+
+    @field_validator("synthetic_regime_shift_at", mode="before")
+    @classmethod
+    def _parse_shift(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        ts = pd.Timestamp(value)  # type: ignore[arg-type]
+        return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+    @model_validator(mode="after")
+    def _check_windows(self) -> Settings:
+        if self.demo_end < self.demo_start:
+            raise ValueError("QUANT_DEMO_END is before QUANT_DEMO_START")
+        if self.synthetic_end < self.synthetic_start:
+            raise ValueError("QUANT_SYNTHETIC_END is before QUANT_SYNTHETIC_START")
+        return self
+
+    def sqlalchemy_url(self) -> URL:
+        """The database URL, with the password inside (never log it: use `safe_url`)."""
+        if self.database_url is not None:
+            return make_url(self.database_url.get_secret_value())
+        if self.db_host:
+            return URL.create(
+                "postgresql+psycopg2",
+                username=self.db_user,
+                password=self.db_password.get_secret_value() if self.db_password else None,
+                host=self.db_host,
+                port=self.db_port,
+                database=self.db_name,
+            )
+        return URL.create("sqlite", database=str((self.home / "quant.db").resolve()))
+
+    def safe_url(self) -> str:
+        """The database URL with its password masked, fit for logs and metadata."""
+        return self.sqlalchemy_url().render_as_string(hide_password=True)
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """MLflow's tracking store: an SQLite file under `home` (the ./mlruns store is refused)."""
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def model_config_path(self) -> Path:
+        """Where the deployment registry (model_config.json) lives."""
+        return self.home / "config" / "model_config.json"
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

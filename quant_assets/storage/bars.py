@@ -1,0 +1,65 @@
+"""Reading and writing bar tables (raw ``price_data`` and the quarantine)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+from sqlalchemy import Engine, func, select
+
+from quant_assets.market.frames import BAR_COLUMNS, as_bar_dtypes, empty_bars
+from quant_assets.storage.database import to_db_timestamp, to_utc, write_to_db
+from quant_assets.storage.schema import price_data
+
+
+def write_bars(bars: pd.DataFrame, engine: Engine) -> int:
+    """Upsert validated raw bars into ``price_data``; return rows inserted or changed."""
+    return write_to_db(as_bar_dtypes(bars), "price_data", engine)
+
+
+def read_bars(
+    engine: Engine,
+    tickers: Sequence[str] | None,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> pd.DataFrame:
+    """Raw bars with ``start <= ts < end`` (UTC) for the tickers (all when None), sorted."""
+    query = select(*(price_data.c[c] for c in BAR_COLUMNS)).where(
+        price_data.c.ts >= to_db_timestamp(start, engine),
+        price_data.c.ts < to_db_timestamp(end, engine),
+    )
+    if tickers is not None:
+        query = query.where(price_data.c.ticker.in_(list(tickers)))
+    query = query.order_by(price_data.c.ticker, price_data.c.ts)
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).fetchall(), columns=list(BAR_COLUMNS))
+    if frame.empty:
+        return empty_bars()
+    frame["ts"] = to_utc(frame["ts"])
+    return as_bar_dtypes(frame)
+
+
+def last_bar_times(engine: Engine, tickers: Sequence[str]) -> dict[str, pd.Timestamp]:
+    """The newest stored bar start per ticker (tickers with no bars are absent)."""
+    query = (
+        select(price_data.c.ticker, func.max(price_data.c.ts))
+        .where(price_data.c.ticker.in_(list(tickers)))
+        .group_by(price_data.c.ticker)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).fetchall()
+    return {ticker: to_utc(pd.Series([ts])).iloc[0] for ticker, ts in rows if ts is not None}
+
+
+def write_quarantine(quarantined: pd.DataFrame, engine: Engine) -> int:
+    """Keep refused rows, with their reason, in ``bar_quarantine`` for inspection."""
+    if quarantined.empty:
+        return 0
+    frame = quarantined.copy()
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    frame["payload"] = frame[list(BAR_COLUMNS[2:])].astype("string").agg(",".join, axis=1)
+    frame["seen_at"] = pd.Timestamp.now(tz="UTC")
+    frame = frame.drop_duplicates(["ticker", "ts", "reason"], keep="last")
+    return write_to_db(
+        frame[["ticker", "ts", "reason", "payload", "seen_at"]], "bar_quarantine", engine
+    )

@@ -1,0 +1,327 @@
+"""The database manager (the seed's ``database_manager.py``): engine, schema, upsert, reads.
+
+One engine per process and database URL, created lazily. Connecting retries with exponential
+backoff (a server that starts late is waited for) and ends in ``DatabaseUnavailableError``.
+Writes upsert on each table's primary key: rewriting identical rows changes nothing, and a
+revised row (e.g. the still-forming newest minute bar) replaces the old one. On PostgreSQL the
+rows travel by ``COPY`` into a temporary staging table and are merged with one
+``INSERT … ON CONFLICT``; on SQLite by an ``executemany`` of the same upsert.
+Passwords never reach logs, reprs or errors: URLs are rendered with ``hide_password``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, Table, create_engine, event, or_, text
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql import Executable
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from quant_assets.settings import Settings, get_settings
+from quant_assets.storage.schema import TABLES, metadata
+
+log = logging.getLogger(__name__)
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+# Serializes schema creation between processes that start at once on the same server.
+_SCHEMA_LOCK_ID = 0x5155414E54  # "QUANT"
+
+
+class DatabaseUnavailableError(RuntimeError):
+    """The database could not be reached after every retry."""
+
+
+def safe_url(url: URL) -> str:
+    """Render a database URL with its password masked."""
+    return url.render_as_string(hide_password=True)
+
+
+def get_engine(settings: Settings | None = None) -> Engine:
+    """The process's engine for the configured database, created (and the schema ensured) once."""
+    url = (settings or get_settings()).sqlalchemy_url()
+    key = url.render_as_string(hide_password=False)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = create_db_engine(settings)
+            _ENGINES[key] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached engine (tests, and processes that fork)."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+
+
+def create_db_engine(settings: Settings | None = None) -> Engine:
+    """Create an engine from settings, wait for the server to answer, and ensure the schema.
+
+    Raises ``DatabaseUnavailableError`` (naming the URL without its password) when the server
+    does not answer after ``db_connect_attempts`` tries with exponential backoff.
+    """
+    settings = settings or get_settings()
+    url = settings.sqlalchemy_url()
+    engine = _new_engine(url, settings)
+    retrying = Retrying(
+        stop=stop_after_attempt(settings.db_connect_attempts),
+        wait=wait_exponential(multiplier=settings.db_connect_backoff_s, max=10),
+        retry=retry_if_exception_type(OperationalError),
+        before_sleep=lambda state: log.warning(
+            "database %s not reachable (attempt %d of %d), retrying",
+            safe_url(url),
+            state.attempt_number,
+            settings.db_connect_attempts,
+        ),
+        reraise=False,
+    )
+    try:
+        retrying(ensure_schema, engine)
+    except RetryError as err:
+        engine.dispose()
+        cause = err.last_attempt.exception()
+        raise DatabaseUnavailableError(
+            f"database {safe_url(url)} did not answer after {settings.db_connect_attempts} "
+            f"attempts ({type(cause).__name__}); is the server running and reachable?"
+        ) from None
+    log.info("connected to %s", safe_url(url))
+    return engine
+
+
+def _new_engine(url: URL, settings: Settings) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        connect_args={"connect_timeout": 5, "application_name": "quant_assets"},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the poller write while Dagster runs read; busy_timeout waits instead of failing.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create missing tables; on PostgreSQL make price_data a hypertable when TimescaleDB exists."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
+        metadata.create_all(conn)
+        if engine.dialect.name == "postgresql":
+            _ensure_hypertable(conn)
+
+
+def _ensure_hypertable(conn: Connection) -> None:
+    available = conn.execute(
+        text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+    ).first()
+    if available is None:
+        log.info("timescaledb not available: price_data is a plain table keyed on (ticker, ts)")
+        return
+    conn.execute(text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
+    conn.execute(
+        text(
+            "SELECT create_hypertable('price_data', 'ts', if_not_exists => TRUE, "
+            "migrate_data => TRUE)"
+        )
+    )
+    log.info("price_data is a TimescaleDB hypertable")
+
+
+def get_table(table_name: str) -> Table:
+    """The schema's table of that name; a clear error for an unknown one."""
+    try:
+        return TABLES[table_name]
+    except KeyError:
+        raise ValueError(f"unknown table {table_name!r}; known: {sorted(TABLES)}") from None
+
+
+def write_to_db(df: pd.DataFrame, table_name: str, engine: Engine | None = None) -> int:
+    """Upsert ``df`` into ``table_name`` on its primary key; return rows inserted or changed.
+
+    Rows identical to the stored ones are not rewritten (so the count is 0 for a repeat).
+    The whole frame is written in one transaction.
+    """
+    engine = engine or get_engine()
+    table = get_table(table_name)
+    columns = _checked_columns(df, table)
+    if df.empty:
+        return 0
+    if df.duplicated(subset=[c.name for c in table.primary_key.columns]).any():
+        raise ValueError(f"frame for {table_name} has duplicate primary keys")
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            return _upsert_postgres_copy(conn, table, df[columns])
+        return _upsert_generic(conn, table, df[columns])
+
+
+def _checked_columns(df: pd.DataFrame, table: Table) -> list[str]:
+    unknown = sorted(set(df.columns) - {c.name for c in table.columns})
+    if unknown:
+        raise ValueError(f"columns {unknown} are not in table {table.name}")
+    missing_keys = [c.name for c in table.primary_key.columns if c.name not in df.columns]
+    if missing_keys and not all(c.autoincrement is True for c in table.primary_key.columns):
+        raise ValueError(f"frame for {table.name} lacks key columns {missing_keys}")
+    for column in table.columns:
+        length = getattr(column.type, "length", None)
+        if length and column.name in df.columns:
+            too_long = df[column.name].dropna().astype(str).str.len() > length
+            if too_long.any():
+                example = df.loc[too_long[too_long].index[0], column.name]
+                raise ValueError(
+                    f"{table.name}.{column.name} holds at most {length} characters: {example!r}"
+                )
+    return [c.name for c in table.columns if c.name in df.columns]
+
+
+def _update_columns(table: Table, columns: Sequence[str]) -> list[str]:
+    keys = {c.name for c in table.primary_key.columns}
+    return [c for c in columns if c not in keys]
+
+
+def _upsert_generic(conn: Connection, table: Table, df: pd.DataFrame) -> int:
+    records = _records(df, naive_utc=conn.dialect.name == "sqlite")
+    stmt = sqlite_insert(table)
+    updates = _update_columns(table, df.columns)
+    keys = [c.name for c in table.primary_key.columns]
+    if updates:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=keys,
+            set_={c: stmt.excluded[c] for c in updates},
+            where=or_(*(table.c[c].is_distinct_from(stmt.excluded[c]) for c in updates)),
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    return conn.execute(stmt, records).rowcount
+
+
+def _records(df: pd.DataFrame, naive_utc: bool) -> list[dict[str, Any]]:
+    out = df.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.DatetimeTZDtype):
+            out[col] = out[col].dt.tz_convert("UTC")
+            if naive_utc:
+                out[col] = out[col].dt.tz_localize(None)
+    out = out.astype(object).where(out.notna(), None)
+    return out.to_dict("records")
+
+
+def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame) -> int:
+    quote = conn.dialect.identifier_preparer.quote
+    cols = list(df.columns)
+    col_list = ", ".join(quote(c) for c in cols)
+    stage = quote(f"_stage_{table.name}")
+    target = quote(table.name)
+    keys = [c.name for c in table.primary_key.columns]
+    updates = _update_columns(table, cols)
+    if updates:
+        set_clause = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in updates)
+        changed = " OR ".join(
+            f"{target}.{quote(c)} IS DISTINCT FROM EXCLUDED.{quote(c)}" for c in updates
+        )
+        conflict = f"DO UPDATE SET {set_clause} WHERE {changed}"
+    else:
+        conflict = "DO NOTHING"
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(
+            f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        cursor.copy_expert(
+            f"COPY {stage} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')", _csv_buffer(df)
+        )
+        cursor.execute(
+            f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stage} "
+            f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) {conflict}"
+        )
+        count = cursor.rowcount
+        cursor.execute(f"DROP TABLE {stage}")
+        return count
+    finally:
+        cursor.close()
+
+
+def _csv_buffer(df: pd.DataFrame) -> io.StringIO:
+    buffer = io.StringIO()
+    out = df.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.DatetimeTZDtype):
+            out[col] = out[col].dt.tz_convert("UTC")
+    # repr-exact floats: COPY must store the same doubles the SQLite path stores.
+    out.to_csv(
+        buffer,
+        index=False,
+        header=False,
+        na_rep="",
+        float_format=None,
+        quoting=csv.QUOTE_MINIMAL,
+        date_format="%Y-%m-%d %H:%M:%S.%f%z",
+    )
+    buffer.seek(0)
+    return buffer
+
+
+def read_from_db(
+    query: str | Executable,
+    engine: Engine | None = None,
+    params: Mapping[str, Any] | None = None,
+    utc_columns: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Run a query with bound parameters (``:name`` placeholders) and return a DataFrame.
+
+    Values are never formatted into the SQL text. ``utc_columns`` are parsed as tz-aware UTC
+    timestamps whatever the backend returns (SQLite has no time zones).
+    """
+    engine = engine or get_engine()
+    statement = text(query) if isinstance(query, str) else query
+    with engine.connect() as conn:
+        frame = pd.read_sql(statement, conn, params=dict(params or {}))
+    for col in utc_columns:
+        frame[col] = to_utc(frame[col])
+    return frame
+
+
+def to_utc(values: pd.Series) -> pd.Series:
+    """Parse stored timestamps (aware on PostgreSQL, naive-UTC on SQLite) as datetime64[ns, UTC]."""
+    parsed = pd.to_datetime(values, utc=True, format="ISO8601")
+    return parsed.astype("datetime64[ns, UTC]")
+
+
+def to_db_timestamp(ts: pd.Timestamp, engine: Engine) -> pd.Timestamp:
+    """A UTC timestamp in the form the backend compares correctly (naive UTC on SQLite)."""
+    ts = pd.Timestamp(ts)
+    if ts.tzinfo is None:
+        raise ValueError(f"timestamp {ts} has no time zone; pass UTC")
+    ts = ts.tz_convert("UTC")
+    return ts.tz_localize(None) if engine.dialect.name == "sqlite" else ts

@@ -1,0 +1,89 @@
+"""Shared fixtures: a throw-away PostgreSQL server for the session, and per-test databases."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from quant_assets.settings import Settings
+from quant_assets.storage.database import create_db_engine, dispose_engines
+from quant_assets.storage.ephemeral_postgres import EphemeralPostgres
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EphemeralPostgres]:
+    """One real PostgreSQL server for the whole test session, started here and removed after."""
+    server = EphemeralPostgres(database="postgres").start()
+    yield server
+    server.stop()
+
+
+def new_pg_database(server: EphemeralPostgres) -> str:
+    """Create an empty database on the test server; return its URL (with password)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=server.port, user="postgres", password=server.password,
+        dbname="postgres",
+    )
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return server.url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def settings_for(request: pytest.FixtureRequest, tmp_path):
+    """Build Settings for a backend name, isolated under tmp_path."""
+
+    def build(backend: str, **overrides: object) -> Settings:
+        if backend == "sqlite":
+            return Settings(home=tmp_path / "home", _env_file=None, **overrides)
+        server = request.getfixturevalue("pg_server")
+        url = new_pg_database(server)
+        return Settings(
+            home=tmp_path / "home", database_url=SecretStr(url), _env_file=None, **overrides
+        )
+
+    return build
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each storage test runs on SQLite and on the real PostgreSQL server."""
+    return request.param
+
+
+@pytest.fixture
+def settings(backend: str, settings_for) -> Settings:
+    """Settings pointing at a fresh database of the test's backend."""
+    return settings_for(backend)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    """An engine on a fresh database with the schema created."""
+    eng = create_db_engine(settings)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def quant_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[Settings]:
+    """Point the process environment (as Dagster resources read it) at the test database."""
+    monkeypatch.setenv("QUANT_HOME", str(settings.home))
+    if settings.database_url is not None:
+        monkeypatch.setenv("QUANT_DATABASE_URL", settings.database_url.get_secret_value())
+    else:
+        monkeypatch.delenv("QUANT_DATABASE_URL", raising=False)
+    for name in ("DB_HOST", "DB_USER", "DB_PASSWORD", "DB_NAME", "DB_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    yield settings
+    dispose_engines()

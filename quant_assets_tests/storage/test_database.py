@@ -1,0 +1,176 @@
+"""The database manager on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pandas as pd
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine, inspect, text
+
+from quant_assets.settings import Settings
+from quant_assets.storage.bars import read_bars, write_bars
+from quant_assets.storage.database import (
+    DatabaseUnavailableError,
+    create_db_engine,
+    read_from_db,
+    write_to_db,
+)
+from quant_assets.storage.ephemeral_postgres import EphemeralPostgres, free_port
+
+DAY_OPEN = pd.Timestamp("2026-09-01 13:30", tz="UTC")
+
+
+def bars(ticker: str = "AAPL", n: int = 5, price: float = 100.0) -> pd.DataFrame:
+    ts = pd.date_range(DAY_OPEN, periods=n, freq="min")
+    close = price + pd.Series(range(n), dtype="float64") * 0.1
+    return pd.DataFrame(
+        {
+            "ticker": ticker,
+            "ts": ts,
+            "open": close - 0.05,
+            "high": close + 0.1,
+            "low": close - 0.1,
+            "close": close,
+            "volume": pd.Series(range(n), dtype="int64") * 100 + 1000,
+        }
+    )
+
+
+def count(engine: Engine, table: str = "price_data") -> int:
+    with engine.connect() as conn:
+        return conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+
+
+def test_schema_has_every_table(engine: Engine) -> None:
+    names = set(inspect(engine).get_table_names())
+    assert {"price_data", "corporate_actions", "backfill_queue", "bar_quarantine"} <= names
+
+
+def test_upsert_is_idempotent(engine: Engine) -> None:
+    frame = bars(n=50)
+    assert write_bars(frame, engine) == 50
+    assert write_bars(frame, engine) == 0  # identical rows: nothing rewritten
+    assert write_bars(frame.sample(frac=1, random_state=1), engine) == 0
+    assert count(engine) == 50
+    stored = read_bars(engine, ["AAPL"], DAY_OPEN, DAY_OPEN + pd.Timedelta(hours=1))
+    pd.testing.assert_frame_equal(stored, write_bars_expected(frame))
+
+
+def write_bars_expected(frame: pd.DataFrame) -> pd.DataFrame:
+    from quant_assets.market.frames import as_bar_dtypes
+
+    return as_bar_dtypes(frame).sort_values(["ticker", "ts"], ignore_index=True)
+
+
+def test_upsert_replaces_a_revised_bar(engine: Engine) -> None:
+    frame = bars(n=3)
+    write_bars(frame, engine)
+    revised = frame.iloc[[2]].assign(close=frame["close"].iloc[2] + 0.05, volume=9999)
+    assert write_bars(revised, engine) == 1
+    stored = read_bars(engine, ["AAPL"], DAY_OPEN, DAY_OPEN + pd.Timedelta(hours=1))
+    assert stored["volume"].tolist()[-1] == 9999
+    assert count(engine) == 3
+
+
+def test_write_refuses_unknown_columns_and_duplicate_keys(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="not in table"):
+        write_to_db(bars().assign(extra=1), "price_data", engine)
+    with pytest.raises(ValueError, match="duplicate primary keys"):
+        write_to_db(pd.concat([bars(n=2), bars(n=2)]), "price_data", engine)
+    with pytest.raises(ValueError, match="at most 32 characters"):
+        write_to_db(bars(ticker="X" * 33), "price_data", engine)
+    with pytest.raises(ValueError, match="unknown table"):
+        write_to_db(bars(), "no_such_table", engine)
+    assert count(engine) == 0
+
+
+def test_hostile_ticker_is_stored_as_data_never_executed(engine: Engine) -> None:
+    hostile = "x'); drop table price_data;--"
+    write_to_db(bars(ticker=hostile, n=2), "price_data", engine)
+    found = read_from_db(
+        "SELECT ticker, COUNT(*) AS n FROM price_data WHERE ticker = :t GROUP BY ticker",
+        engine,
+        params={"t": hostile},
+    )
+    assert found["ticker"].tolist() == [hostile]
+    assert found["n"].tolist() == [2]
+    assert "price_data" in inspect(engine).get_table_names()
+
+
+def test_read_from_db_parses_utc(engine: Engine) -> None:
+    write_bars(bars(n=2), engine)
+    frame = read_from_db("SELECT ts FROM price_data ORDER BY ts", engine, utc_columns=["ts"])
+    assert str(frame["ts"].dtype) == "datetime64[ns, UTC]"
+    assert frame["ts"].iloc[0] == DAY_OPEN
+
+
+@pytest.mark.postgres
+def test_password_never_in_repr_or_logs(settings_for, caplog: pytest.LogCaptureFixture) -> None:
+    settings = settings_for("postgresql")
+    caplog.set_level(logging.DEBUG)
+    engine = create_db_engine(settings)
+    password = settings.sqlalchemy_url().password
+    assert password and password not in settings.safe_url()
+    assert password not in repr(engine) and password not in str(engine.url)
+    assert password not in repr(settings)
+    engine.dispose()
+    assert "connected to" in caplog.text
+    assert password not in caplog.text
+
+
+def test_db_parts_from_seed_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "DB_HOST": "db.internal",
+        "DB_USER": "quant",
+        "DB_PASSWORD": "s3cr3t-pw",
+        "DB_NAME": "bars",
+        "DB_PORT": "6543",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)
+    url = settings.sqlalchemy_url()
+    parts = (url.host, url.port, url.username, url.database)
+    assert parts == ("db.internal", 6543, "quant", "bars")
+    assert url.password == "s3cr3t-pw"
+    assert "s3cr3t-pw" not in settings.safe_url() and "s3cr3t-pw" not in repr(settings)
+
+
+@pytest.mark.postgres
+def test_engine_waits_for_a_server_that_starts_late() -> None:
+    server = EphemeralPostgres(database="late")
+    server.init()
+    settings = Settings(
+        database_url=SecretStr(server.url.render_as_string(hide_password=False)),
+        db_connect_attempts=10,
+        db_connect_backoff_s=0.5,
+        _env_file=None,
+    )
+    starter = threading.Timer(2.0, server.start)
+    starter.start()
+    began = time.monotonic()
+    try:
+        engine = create_db_engine(settings)
+        assert time.monotonic() - began >= 1.5  # it really had to wait
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+        engine.dispose()
+    finally:
+        starter.join()
+        server.stop()
+
+
+def test_engine_gives_a_clear_error_when_no_server(caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(
+        database_url=SecretStr(f"postgresql+psycopg2://u:topsecret@127.0.0.1:{free_port()}/x"),
+        db_connect_attempts=2,
+        db_connect_backoff_s=0.05,
+        _env_file=None,
+    )
+    with pytest.raises(DatabaseUnavailableError, match="did not answer after 2 attempts") as err:
+        create_db_engine(settings)
+    assert "topsecret" not in str(err.value)
+    assert "topsecret" not in caplog.text
