@@ -38,7 +38,6 @@ price_data = Table(
     Column("volume", BigInteger, nullable=False),
     comment="Raw (unadjusted, as traded) regular-session 1-minute bars; never adjusted in place.",
 )
-Index("ix_price_data_ts", price_data.c.ts)
 
 corporate_actions = Table(
     "corporate_actions",

@@ -1,16 +1,15 @@
 """``raw_bars``: the source's 1-minute bars, one partition per session × ticker."""
 
-from __future__ import annotations
-
 import dagster as dg
 import pandas as pd
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Engine, func, or_, select
 
 from quant_assets.defs.partitions import day_ticker_partitions, split_keys
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.ingestion.sessions import SessionIngest, ingest_sessions
 from quant_assets.market import calendar
 from quant_assets.storage.database import to_db_timestamp
+from quant_assets.storage.schema import price_data
 
 COMPLETENESS_THRESHOLD = 0.98  # share of calendar minutes with a bar; no-trade minutes exist
 
@@ -99,7 +98,7 @@ def _metadata(
     reasons: dict[str, int],
     source_name: str,
     database: str,
-) -> dict[str, dg.RawMetadataValue]:
+) -> dict[str, dg.MetadataValue]:
     rows = sum(r.rows for r in reports)
     expected = sum(r.expected_minutes for r in reports)
     firsts = [r.first_ts for r in reports if r.first_ts is not None]
@@ -140,20 +139,24 @@ def _partition_table(reports: list[SessionIngest], limit: int = 200) -> str:
 def _ohlc_check(
     engine: Engine, tickers: list[str], span: tuple[pd.Timestamp, pd.Timestamp]
 ) -> dg.AssetCheckResult:
-    query = text(
-        "SELECT COUNT(*) FROM price_data WHERE ts >= :start AND ts < :end "
-        "AND ticker IN :tickers AND (low > high OR open < low OR open > high OR close < low "
-        "OR close > high OR low <= 0 OR volume < 0)"
-    ).bindparams(bindparam("tickers", expanding=True))
+    c = price_data.c
+    insane = or_(
+        c.low > c.high,
+        c.open < c.low,
+        c.open > c.high,
+        c.close < c.low,
+        c.close > c.high,
+        c.low <= 0,
+        c.volume < 0,
+    )
+    query = select(func.count()).where(
+        c.ts >= to_db_timestamp(span[0], engine),
+        c.ts < to_db_timestamp(span[1], engine),
+        c.ticker.in_(tickers),
+        insane,
+    )
     with engine.connect() as conn:
-        bad = conn.execute(
-            query,
-            {
-                "start": to_db_timestamp(span[0], engine),
-                "end": to_db_timestamp(span[1], engine),
-                "tickers": tickers,
-            },
-        ).scalar_one()
+        bad = conn.execute(query).scalar_one()
     return dg.AssetCheckResult(
         check_name=CHECK_OHLC, passed=bad == 0, metadata={"insane_rows": int(bad)}
     )
