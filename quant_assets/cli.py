@@ -14,6 +14,7 @@ from rich.table import Table
 from quant_assets.settings import Settings
 
 console = Console()
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--start", help="first session (default QUANT_DEMO_START)")
     demo.add_argument("--end", help="last session (default QUANT_DEMO_END)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    logging.getLogger("quant_assets").setLevel(logging.INFO)
     if args.command == "demo":
         return run_demo(Settings(), args.start, args.end)
     return 2
@@ -53,6 +55,7 @@ def run_demo(settings: Settings, start: str | None, end: str | None) -> int:
         "SELECT ticker, COUNT(*) AS bars, MIN(ts) AS first_ts, MAX(ts) AS last_ts "
         "FROM price_data GROUP BY ticker ORDER BY ticker",
         get_engine(settings),
+        utc_columns=["first_ts", "last_ts"],
     )
     table = Table(title="price_data")
     for col in counts.columns:

@@ -36,6 +36,7 @@ def run_partition_range(
     last_day: pd.Timestamp,
     tickers: tuple[str, ...],
     instance: dg.DagsterInstance,
+    log_level: str = "INFO",
 ) -> dg.ExecuteInProcessResult:
     """Run a day × ticker job once over the rectangle of sessions and tickers (one run)."""
     tags = {
@@ -43,4 +44,7 @@ def run_partition_range(
         ASSET_PARTITION_RANGE_END_TAG: day_ticker_key(last_day, tickers[-1]),
     }
     job = defs.resolve_job_def(job_name)
-    return job.execute_in_process(instance=instance, tags=tags, raise_on_error=True)
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return job.execute_in_process(
+        run_config=run_config, instance=instance, tags=tags, raise_on_error=True
+    )
