@@ -101,3 +101,17 @@ def in_regular_session(ts: pd.Series) -> pd.Series:
             open_, close = session_bounds(day)
             ok |= (days == day) & (utc >= open_) & (utc < close)
     return ok
+
+
+def session_before(day: DateLike, count: int) -> pd.Timestamp:
+    """The session ``count`` sessions before ``day`` (``day`` itself may be a non-session)."""
+    cal = exchange_calendar()
+    anchor = cal.date_to_session(to_session_label(day), direction="previous")
+    return cal.sessions_window(anchor, -(count + 1))[0]
+
+
+def span_of_days(first: DateLike, last: DateLike) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """UTC [start, end) covering the New York calendar days first … last (whole days)."""
+    start = to_session_label(first).tz_localize(MARKET_TZ).tz_convert("UTC")
+    end = (to_session_label(last) + pd.Timedelta(days=1)).tz_localize(MARKET_TZ).tz_convert("UTC")
+    return start, end

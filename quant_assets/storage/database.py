@@ -175,16 +175,45 @@ def write_to_db(df: pd.DataFrame, table_name: str, engine: Engine | None = None)
     The whole frame is written in one transaction.
     """
     engine = engine or get_engine()
+    with engine.begin() as conn:
+        return upsert_frame(conn, table_name, df)
+
+
+def upsert_frame(conn: Connection, table_name: str, df: pd.DataFrame) -> int:
+    """``write_to_db`` inside a transaction the caller holds (for multi-step atomic writes)."""
     table = get_table(table_name)
     columns = _checked_columns(df, table)
     if df.empty:
         return 0
     if df.duplicated(subset=[c.name for c in table.primary_key.columns]).any():
         raise ValueError(f"frame for {table_name} has duplicate primary keys")
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            return _upsert_postgres_copy(conn, table, df[columns])
-        return _upsert_generic(conn, table, df[columns])
+    if conn.dialect.name == "postgresql":
+        return _upsert_postgres_copy(conn, table, df[columns])
+    return _upsert_generic(conn, table, df[columns])
+
+
+def insert_frame(conn: Connection, table_name: str, df: pd.DataFrame) -> int:
+    """Plain INSERT of rows whose keys are known to be absent (e.g. deleted in this transaction).
+
+    Faster than an upsert: COPY straight into the table on PostgreSQL, executemany on SQLite.
+    """
+    table = get_table(table_name)
+    columns = _checked_columns(df, table)
+    if df.empty:
+        return 0
+    if conn.dialect.name == "postgresql":
+        quote = conn.dialect.identifier_preparer.quote
+        col_list = ", ".join(quote(c) for c in columns)
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.copy_expert(
+                f"COPY {quote(table.name)} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')",
+                _csv_buffer(df[columns]),
+            )
+            return len(df)
+        finally:
+            cursor.close()
+    return conn.execute(table.insert(), _records(df[columns], naive_utc=True)).rowcount
 
 
 def _checked_columns(df: pd.DataFrame, table: Table) -> list[str]:
@@ -282,8 +311,9 @@ def _csv_buffer(df: pd.DataFrame) -> io.BytesIO:
         if isinstance(out[col].dtype, pd.DatetimeTZDtype):
             out[col] = out[col].dt.tz_convert("UTC")
     buffer = io.BytesIO()
+    # combine_chunks: Arrow 25 writes garbage for columns of unequal chunking (after a concat).
     arrow_csv.write_csv(
-        pa.Table.from_pandas(out, preserve_index=False),
+        pa.Table.from_pandas(out, preserve_index=False).combine_chunks(),
         buffer,
         arrow_csv.WriteOptions(include_header=False),
     )

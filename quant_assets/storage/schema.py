@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -16,11 +17,14 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
+
+from quant_assets.features import FEATURE_TABLE_COLUMNS
 
 metadata = MetaData()
 
@@ -82,5 +86,69 @@ backfill_queue = Table(
     comment="Minutes the live poller missed, waiting to be fetched again.",
 )
 Index("ix_backfill_queue_status", backfill_queue.c.status)
+
+adjusted_bars = Table(
+    "adjusted_bars",
+    metadata,
+    Column("ticker", String(32), primary_key=True),
+    Column("ts", TS, primary_key=True, comment="UTC start of the 1-minute bar"),
+    Column("session", Date, nullable=False, comment="New York trading date of the bar"),
+    Column("open", Float, nullable=False, comment="total-return adjusted (splits and dividends)"),
+    Column("high", Float, nullable=False),
+    Column("low", Float, nullable=False),
+    Column("close", Float, nullable=False),
+    Column("volume", Float, nullable=False, comment="raw volume x split ratios after the bar"),
+    Column("split_close", Float, nullable=False, comment="close adjusted for splits only"),
+    Column("price_factor", Float, nullable=False, comment="adjusted price = raw x price_factor"),
+    Column("split_factor", Float, nullable=False, comment="split-only price factor"),
+    Column("volume_factor", Float, nullable=False, comment="adjusted volume = raw x this"),
+    Column("built_at", TS, nullable=False),
+    comment=(
+        "Raw bars x cumulative corporate-action factors, rebuilt from price_data and the ledger "
+        "(one transaction per ticker); never edited in place."
+    ),
+)
+Index("ix_adjusted_bars_ticker_session", adjusted_bars.c.ticker, adjusted_bars.c.session)
+
+adjusted_bars_state = Table(
+    "adjusted_bars_state",
+    metadata,
+    Column("ticker", String(32), primary_key=True),
+    Column("ledger_hash", String(64), nullable=False, comment="fingerprint of applied actions"),
+    Column("applied", Text, nullable=False, comment="JSON list of the applied actions/factors"),
+    Column("as_of", Date, nullable=False, comment="last raw session when built"),
+    Column("raw_rows", BigInteger, nullable=False, comment="raw bars of the ticker when built"),
+    Column("raw_last_ts", TS, nullable=False),
+    Column("built_at", TS, nullable=False),
+    comment="What each ticker's adjusted bars were last built from (staleness detection).",
+)
+
+# Derived tables whose columns follow the feature and label contracts of the pure core.
+features = Table(
+    "features",
+    metadata,
+    Column("ticker", String(32), primary_key=True),
+    Column("ts", TS, primary_key=True),
+    *(
+        Column(name, Boolean if name == "warm" else Float, nullable=True)
+        for name in FEATURE_TABLE_COLUMNS
+        if name not in ("ticker", "ts")
+    ),
+    Column("feature_version", String(16), nullable=False),
+    comment="create_features() of the total-return adjusted bars, one row per bar.",
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("ticker", String(32), primary_key=True),
+    Column("ts", TS, primary_key=True),
+    Column("label", SmallInteger, nullable=True, comment="-1 down, 0 neutral, +1 up; NULL none"),
+    Column("t1", TS, nullable=True, comment="bar that ended the label (touch or vertical)"),
+    Column("ret", Float, nullable=True, comment="close[t1] / close[ts] - 1"),
+    Column("sigma", Float, nullable=True, comment="barrier volatility used"),
+    Column("label_spec", String(128), nullable=False, comment="LabelSpec as JSON"),
+    comment="Triple-barrier labels of the total-return adjusted bars.",
+)
 
 TABLES: dict[str, Table] = {t.name: t for t in metadata.sorted_tables}

@@ -174,3 +174,12 @@ def test_engine_gives_a_clear_error_when_no_server(caplog: pytest.LogCaptureFixt
         create_db_engine(settings)
     assert "topsecret" not in str(err.value)
     assert "topsecret" not in caplog.text
+
+
+def test_frame_built_by_concat_with_an_empty_part_is_written_intact(engine: Engine) -> None:
+    # Arrow writes garbage for unequally chunked columns unless the COPY path combines chunks.
+    frame = pd.concat([bars(n=0), bars(n=3)], ignore_index=True)
+    frame["ticker"] = frame["ticker"].astype("string")
+    assert write_bars(frame, engine) == 3
+    stored = read_bars(engine, ["AAPL"], DAY_OPEN, DAY_OPEN + pd.Timedelta(hours=1))
+    assert stored["ticker"].tolist() == ["AAPL"] * 3
