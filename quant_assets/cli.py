@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
 import pandas as pd
 from rich.console import Console
@@ -24,50 +23,205 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="materialize the demo window end to end (embedded defaults)")
     demo.add_argument("--start", help="first session (default QUANT_DEMO_START)")
     demo.add_argument("--end", help="last session (default QUANT_DEMO_END)")
+    ingest = sub.add_parser(
+        "ingest",
+        help="run the live poller service (Ctrl-C / SIGTERM stop it cleanly)",
+        description="Poll the newest bars of every ticker during market hours, store them, "
+        "queue missed minutes for backfill. With --replay, run the same loop against the "
+        "synthetic market on a simulated clock, as fast as the machine allows (it writes to "
+        "the configured database).",
+    )
+    ingest.add_argument(
+        "--replay",
+        nargs=2,
+        metavar=("START", "END"),
+        help="simulated span, ISO date or date-time (New York time unless a zone is given)",
+    )
+    ingest.add_argument("--tickers", help="comma-separated subset (default QUANT_TICKERS)")
+    ingest.add_argument("--interval", type=float, help="poll interval in s (QUANT_POLL_INTERVAL_S)")
+    ingest.add_argument("--lookback", type=int, help="minutes asked for per poll (default 5)")
+    ingest.add_argument("--buffer-rows", type=int, help="bars held while the database is down")
+    ingest.add_argument(
+        "--dagster",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="report runless raw_bars events to the Dagster instance (auto: when DAGSTER_HOME "
+        "is set)",
+    )
+    backfill = sub.add_parser(
+        "backfill",
+        help="fill the queued gaps now (after hours), one raw_bars run per partition",
+    )
+    backfill.add_argument("--list", action="store_true", help="only show the open queue entries")
+    backfill.add_argument("--limit", type=int, help="at most this many open entries")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     logging.getLogger("quant_assets").setLevel(logging.INFO)
     if args.command == "demo":
         return run_demo(Settings(), args.start, args.end)
+    if args.command == "ingest":
+        return run_ingest(Settings(), args)
+    if args.command == "backfill":
+        return run_backfill(Settings(), args.list, args.limit)
     return 2
 
 
 def run_demo(settings: Settings, start: str | None, end: str | None) -> int:
-    """Materialize raw bars of the demo window through Dagster and print where they are."""
+    """Run the demo pipeline (see ``quant_assets.demo``) on the DAGSTER_HOME instance."""
     from quant_assets.runner import ensure_dagster_home
 
     dagster_home = ensure_dagster_home(settings)
+    from quant_assets.demo import run_demo as run
+
+    return run(settings, start, end, dagster_home)
+
+
+def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    """``quant ingest``: the live poller; with ``--replay`` the same loop on a simulated clock."""
+    from contextlib import ExitStack
+
+    from quant_assets.defs.resources import MarketSourceResource
+    from quant_assets.ingestion.poller import Poller, PollerConfig
+    from quant_assets.ingestion.replay import AsOfSource, parse_time, replay
+    from quant_assets.storage.database import get_engine
+
+    tickers = (
+        tuple(t.strip().upper() for t in args.tickers.split(",") if t.strip())
+        if args.tickers
+        else None
+    )
+    config = PollerConfig.from_settings(
+        settings,
+        tickers=tickers,
+        poll_interval_s=args.interval,
+        lookback_minutes=args.lookback,
+        buffer_max_rows=args.buffer_rows,
+    )
+    market = MarketSourceResource.from_settings(settings)
+
+    def engine_factory():  # an Engine (sqlalchemy imported lazily)
+        return get_engine(settings)
+
+    with ExitStack() as stack:
+        instance = _dagster_instance(settings, args.dagster, stack)
+        console.print(
+            f"database {settings.safe_url()}; source {market.source}; "
+            f"{len(config.tickers)} tickers; Dagster events "
+            f"{'on' if instance is not None else 'off'}"
+        )
+        if args.replay:
+            if market.source != "synthetic":
+                console.print("[red]--replay needs the synthetic market (QUANT_SOURCE=synthetic)")
+                return 2
+            start, end = (parse_time(t) for t in args.replay)
+            result = replay(
+                market.get_source(), start, end, engine_factory, config, instance=instance
+            )
+            _print_counters(result.stats.as_dict(), "replay")
+            console.print(f"replayed {start} .. {end} (UTC)")
+            console.print(
+                f"{(end - start).total_seconds() / 3600:.1f} h simulated in {result.wall_s:.1f} s "
+                f"({result.speedup:,.0f}x)"
+            )
+            return 0
+        source = market.get_source()
+        if market.source == "synthetic":
+            # The synthetic market knows the whole year: show it as a live feed would.
+            source = AsOfSource(source, lambda: pd.Timestamp.now(tz="UTC"))
+        poller = Poller(config, source, engine_factory, instance=instance)
+        with poller.handle_signals():
+            stats = poller.run()
+        _print_counters(stats.as_dict(), "poller stopped")
+    return 0
+
+
+def _dagster_instance(settings: Settings, mode: str, stack: object):  # -> DagsterInstance | None
+    """The Dagster instance for runless events: ``on``, ``off`` or ``auto`` (DAGSTER_HOME set)."""
+    import os
+
+    if mode == "off" or (mode == "auto" and not os.environ.get("DAGSTER_HOME")):
+        return None
     import dagster as dg
 
-    from quant_assets.definitions import defs
-    from quant_assets.runner import run_partition_range
-    from quant_assets.storage.database import get_engine, read_from_db
+    from quant_assets.runner import ensure_dagster_home
 
-    first = pd.Timestamp(start or settings.demo_start)
-    last = pd.Timestamp(end or settings.demo_end)
-    console.rule(f"quant demo: {first.date()} … {last.date()}, {len(settings.tickers)} tickers")
-    began = time.monotonic()
-    with dg.DagsterInstance.get() as instance:
-        result = run_partition_range(
-            defs, "ingest_raw_bars", first, last, settings.tickers, instance
-        )
-    counts = read_from_db(
-        "SELECT ticker, COUNT(*) AS bars, MIN(ts) AS first_ts, MAX(ts) AS last_ts "
-        "FROM price_data GROUP BY ticker ORDER BY ticker",
-        get_engine(settings),
-        utc_columns=["first_ts", "last_ts"],
-    )
-    table = Table(title="price_data")
-    for col in counts.columns:
-        table.add_column(col)
-    for row in counts.itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
+    ensure_dagster_home(settings)
+    return stack.enter_context(dg.DagsterInstance.get())  # type: ignore[attr-defined]
+
+
+def _print_counters(counters: dict[str, int], title: str) -> None:
+    table = Table(title=title)
+    table.add_column("counter")
+    table.add_column("value", justify="right")
+    for name, value in counters.items():
+        table.add_row(name, f"{value:,}")
     console.print(table)
-    console.print(f"run {result.run_id} {'succeeded' if result.success else 'FAILED'} "
-                  f"in {time.monotonic() - began:.1f} s")
-    console.print(f"bars stored in {settings.safe_url()} ({int(counts['bars'].sum())} rows)")
-    console.print(f"Dagster instance: DAGSTER_HOME={dagster_home} — see it with `make dagster-dev`")
-    return 0 if result.success else 1
+
+
+def run_backfill(settings: Settings, list_only: bool, limit: int | None) -> int:
+    """``quant backfill``: settle the open queue now (a raw_bars run per partition lacking bars)."""
+    from quant_assets.defs.resources import MarketSourceResource
+    from quant_assets.ingestion import backfill_queue as queue
+    from quant_assets.storage.database import get_engine
+
+    engine = get_engine(settings)
+    open_entries = queue.entries(engine, queue.OPEN_STATUSES, limit=limit)
+    counts = queue.status_counts(engine)
+    console.print(
+        "backfill queue: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty")
+    )
+    if list_only:
+        table = Table(title="open backfill_queue entries")
+        for col in ("id", "ticker", "start (UTC)", "minutes", "status", "detail"):
+            table.add_column(col)
+        for e in open_entries:
+            table.add_row(
+                str(e.id), e.ticker, f"{e.start:%Y-%m-%d %H:%M}", str(e.minutes), e.status,
+                e.detail or "",
+            )  # fmt: skip
+        console.print(table)
+        return 0
+    if not open_entries:
+        return 0
+    from quant_assets.runner import ensure_dagster_home
+
+    ensure_dagster_home(settings)
+    import dagster as dg
+    from rich.progress import Progress
+
+    from quant_assets.definitions import defs
+    from quant_assets.defs.partitions import day_ticker_key, day_ticker_partitions
+    from quant_assets.defs.sensors import GAP_IDS_TAG
+
+    market = MarketSourceResource.from_settings(settings)
+    job = defs.resolve_job_def("ingest_raw_bars")
+    partitions = queue.by_partition(open_entries)
+    with dg.DagsterInstance.get() as instance, Progress(console=console) as progress:
+        task = progress.add_task("backfilling partitions", total=len(partitions))
+
+        def run_partition(ticker: str, day: pd.Timestamp, missing: list[queue.GapEntry]) -> bool:
+            key = str(day_ticker_key(day, ticker))
+            if not day_ticker_partitions.has_partition_key(key):
+                console.print(f"[yellow]no raw_bars partition {key}; skipped")
+                return False
+            ids = ",".join(str(e.id) for e in missing)
+            result = job.execute_in_process(
+                partition_key=key, instance=instance, raise_on_error=False,
+                tags={GAP_IDS_TAG: ids[:200]},
+            )  # fmt: skip
+            return result.success
+
+        report = queue.backfill(
+            engine,
+            market.get_source(),
+            market.tickers,
+            open_entries,
+            run_partition,
+            on_partition=lambda *_: progress.advance(task),
+        )
+    _print_counters(report.__dict__, "quant backfill")
+    return 0 if report.failed_runs == 0 else 1
 
 
 if __name__ == "__main__":

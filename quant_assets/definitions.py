@@ -14,14 +14,20 @@ from quant_assets.defs.assets.corporate_actions import (
 )
 from quant_assets.defs.assets.features import features, labels
 from quant_assets.defs.assets.raw_bars import raw_bars
-from quant_assets.defs.jobs import ingest_raw_bars_job
+from quant_assets.defs.jobs import daily_tables_job, ingest_raw_bars_job
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
+from quant_assets.defs.sensors import gap_backfill_sensor
 
 defs = dg.Definitions(
     assets=[raw_bars, corporate_actions, adjusted_bars, features, labels],
-    jobs=[ingest_raw_bars_job, premarket_corporate_actions_job, rebuild_adjusted_bars_job],
+    jobs=[
+        ingest_raw_bars_job,
+        daily_tables_job,
+        premarket_corporate_actions_job,
+        rebuild_adjusted_bars_job,
+    ],
     schedules=[premarket_corporate_actions_schedule],
-    sensors=[adjusted_bars_rebuild_sensor],
+    sensors=[gap_backfill_sensor, adjusted_bars_rebuild_sensor],
     resources={
         "database": DatabaseResource(),
         "market": MarketSourceResource.from_settings(),

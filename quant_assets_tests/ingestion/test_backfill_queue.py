@@ -1,0 +1,125 @@
+"""The backfill queue table and the source-vs-database check that settles its entries."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine
+
+from quant_assets.ingestion import backfill_queue as queue
+from quant_assets.ingestion.gaps import Gap
+from quant_assets.market import calendar
+from quant_assets.market.synthetic import SyntheticMarket
+from quant_assets.storage.bars import write_bars
+from quant_assets_tests.ingestion.helpers import DAY, market_resource, ny
+
+
+@pytest.fixture(scope="module")
+def source() -> SyntheticMarket:
+    return market_resource().get_source()
+
+
+def test_enqueue_is_idempotent_and_round_trips(engine: Engine) -> None:
+    gaps = [
+        Gap("MSFT", ny(DAY, "10:00"), ny(DAY, "10:03")),
+        Gap("AAPL", ny(DAY, "10:00"), ny(DAY, "10:01")),
+        Gap("AAPL", ny(DAY, "09:31"), ny(DAY, "09:35")),
+    ]
+    assert queue.enqueue_gaps(engine, gaps) == 3
+    assert queue.enqueue_gaps(engine, gaps[:2]) == 0
+    entries = queue.entries(engine)
+    assert [(e.ticker, e.start, e.end) for e in entries] == [
+        ("AAPL", gaps[2].start, gaps[2].end),
+        ("AAPL", gaps[1].start, gaps[1].end),
+        ("MSFT", gaps[0].start, gaps[0].end),
+    ]
+    assert all(e.status == "pending" and e.start.tzinfo is not None for e in entries)
+    assert entries[0].minutes == 4 and str(entries[0].day.date()) == DAY
+    assert queue.set_status(engine, [entries[0].id], "unfillable", "halt") == 1
+    assert queue.status_counts(engine) == {"pending": 2, "unfillable": 1}
+    assert [e.detail for e in queue.entries(engine, ["unfillable"])] == ["halt"]
+    assert len(queue.entries(engine, limit=1, tickers=["MSFT"])) == 1
+
+
+def test_assess_tells_missed_from_no_trade_minutes(engine: Engine, source: SyntheticMarket) -> None:
+    open_, close = calendar.session_bounds(DAY)
+    halt_start, halt_end = source.halts("AMZN", open_, close)[0]
+    amzn = source.get_bars("AMZN", open_, close)
+    lost = (amzn["ts"] >= ny(DAY, "10:00")) & (amzn["ts"] < ny(DAY, "10:05"))
+    write_bars(amzn[~lost], engine)
+    queue.enqueue_gaps(
+        engine,
+        [
+            Gap("AMZN", halt_start, halt_end),  # halted: nothing at the source
+            Gap("AMZN", ny(DAY, "10:00"), ny(DAY, "10:05")),  # missed: the source has them
+            Gap("AMZN", halt_start - pd.Timedelta(minutes=2), halt_start + pd.Timedelta(minutes=1)),
+        ],
+    )
+    results = {
+        a.entry.start: a for a in queue.assess(engine, source, queue.entries(engine), ["AMZN"])
+    }
+    halt = results[halt_start]
+    assert (halt.outcome, halt.source_bars) == ("unfillable", 0)
+    missed = results[ny(DAY, "10:00")]
+    assert (missed.outcome, missed.source_bars, missed.stored_bars) == ("missing", 5, 0)
+    partial = results[halt_start - pd.Timedelta(minutes=2)]
+    assert (partial.outcome, partial.source_bars) == ("filled", 2)
+    assert "1 minute(s) without a trade" in partial.detail
+    counts = queue.settle(engine, results.values())
+    assert counts == {"done": 1, "unfillable": 1}
+    assert [e.start for e in queue.entries(engine)] == [ny(DAY, "10:00")]
+
+
+class BadBarSource:
+    """Serves one bar that bar validation refuses (high below low)."""
+
+    name = "bad"
+
+    def get_bars(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "ticker": pd.array([ticker], dtype="string"),
+                "ts": pd.DatetimeIndex([start]),
+                "open": [10.0], "high": [9.0], "low": [11.0], "close": [10.0], "volume": [5],
+            }
+        )  # fmt: skip
+
+
+def test_refused_source_bars_count_as_absent(engine: Engine) -> None:
+    queue.enqueue_gaps(engine, [Gap("AAPL", ny(DAY, "10:00"), ny(DAY, "10:01"))])
+    (result,) = queue.assess(engine, BadBarSource(), queue.entries(engine), ["AAPL"])
+    assert result.outcome == "unfillable"
+
+
+def test_backfill_runs_only_partitions_that_lack_bars(
+    engine: Engine, source: SyntheticMarket
+) -> None:
+    open_, close = calendar.session_bounds(DAY)
+    queue.enqueue_gaps(
+        engine,
+        [
+            Gap("AAPL", ny(DAY, "10:00"), ny(DAY, "10:03")),
+            Gap("AAPL", ny(DAY, "11:00"), ny(DAY, "11:02")),
+            Gap("AMZN", *source.halts("AMZN", open_, close)[0]),
+            Gap("MSFT", ny(DAY, "10:00"), ny(DAY, "10:03")),
+        ],
+    )
+    ran: list[tuple[str, str, int]] = []
+
+    def run_partition(ticker: str, day: pd.Timestamp, missing: list[queue.GapEntry]) -> bool:
+        ran.append((ticker, str(day.date()), len(missing)))
+        if ticker == "MSFT":
+            return False  # a failed run
+        write_bars(source.get_bars(ticker, open_, close), engine)
+        return True
+
+    report = queue.backfill(
+        engine, source, ["AAPL", "AMZN", "MSFT"], queue.entries(engine), run_partition
+    )
+    assert sorted(ran) == [("AAPL", DAY, 2), ("MSFT", DAY, 1)]  # no run for the halt
+    assert (report.partitions, report.runs, report.failed_runs) == (3, 2, 1)
+    assert (report.done, report.unfillable, report.still_missing) == (2, 1, 1)
+    (left,) = queue.entries(engine)
+    assert (
+        left.ticker == "MSFT" and left.status == "pending" and left.detail == "backfill run failed"
+    )
