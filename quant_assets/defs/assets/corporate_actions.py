@@ -164,7 +164,6 @@ premarket_corporate_actions_job = dg.define_asset_job(
 rebuild_adjusted_bars_job = dg.define_asset_job(
     "rebuild_adjusted_bars",
     selection=dg.AssetSelection.assets(adjusted_bars),
-    partitions_def=day_ticker_partitions,
     description="Build adjusted bars; a ticker whose ledger changed is rebuilt entirely.",
 )
 
