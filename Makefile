@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 export QUANT_HOME ?= $(CURDIR)/.quant
 export DAGSTER_HOME ?= $(QUANT_HOME)/dagster
 
-.PHONY: help demo test lint dagster-dev mlflow-ui bench clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: help demo test browser lint dagster-dev mlflow-ui bench clean
 
 help:
 	@echo "make demo         set up .venv (Python 3.12) and run the main job on the embedded defaults"
@@ -16,6 +18,7 @@ help:
 	@echo "make dagster-dev  open the Dagster UI on the demo's instance (http://127.0.0.1:3000)"
 	@echo "make mlflow-ui    open the MLflow UI on the demo's tracking store (http://127.0.0.1:5000)"
 	@echo "make bench        run every script in benchmarks/"
+	@echo "make browser      install Debian's Chromium for the browser test (as root; make test does it)"
 
 $(STAMP): pyproject.toml
 	@py=$$(scripts/find-python312) || exit 1; \
@@ -30,9 +33,24 @@ demo: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/
 	$(VENV)/bin/quant demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest
+	QUANT_REQUIRE_BROWSER=1 $(VENV)/bin/pytest
+
+# The browser test drives Debian's Chromium (Playwright's own browser downloads fail here).
+# Quiet and idempotent: nothing happens when $(CHROMIUM) exists.
+browser:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "Chromium is missing ($(CHROMIUM)) and the browser test needs it; as root run:" >&2; \
+	  echo "  apt-get update && apt-get install -y chromium" >&2; exit 1; \
+	fi; \
+	echo "installing Chromium (Debian package chromium) for the browser test"; \
+	log=$$(mktemp); \
+	if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >"$$log" 2>&1; then \
+	  cat "$$log" >&2; rm -f "$$log"; echo "apt-get install chromium failed" >&2; exit 1; \
+	fi; \
+	rm -f "$$log"; [ -x $(CHROMIUM) ] || { echo "$(CHROMIUM) still missing after apt-get" >&2; exit 1; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -10,6 +10,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from quant_assets.deployment.cli import add_registry_parser, run_registry_command
 from quant_assets.settings import Settings
 
 console = Console()
@@ -54,6 +55,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     backfill.add_argument("--list", action="store_true", help="only show the open queue entries")
     backfill.add_argument("--limit", type=int, help="at most this many open entries")
+    export = sub.add_parser(
+        "export-features",
+        help="write a sample CSV of features (+ adjusted close, labels) and its spec JSON",
+        description="Export the features rows of the sessions START … END (New York dates, "
+        "inclusive), joined with the adjusted close and the labels where present, as CSV; "
+        "the feature spec and a description of every column go beside it as <name>.spec.json.",
+    )
+    export.add_argument("--start", required=True, help="first session, YYYY-MM-DD")
+    export.add_argument("--end", required=True, help="last session, YYYY-MM-DD")
+    export.add_argument("--tickers", help="comma-separated subset (default: every ticker)")
+    export.add_argument(
+        "--out", help="CSV path (default QUANT_HOME/exports/features_<start>_<end>.csv)"
+    )
+    status = sub.add_parser(
+        "status",
+        help="data freshness, backfill queue, champion and drift at a glance",
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    add_registry_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     logging.getLogger("quant_assets").setLevel(logging.INFO)
@@ -63,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         return run_ingest(Settings(), args)
     if args.command == "backfill":
         return run_backfill(Settings(), args.list, args.limit)
+    if args.command == "export-features":
+        return run_export_features(Settings(), args)
+    if args.command == "status":
+        return run_status(Settings(), args.json)
+    if args.command == "registry":
+        return run_registry_command(args)
     return 2
 
 
@@ -222,6 +248,52 @@ def run_backfill(settings: Settings, list_only: bool, limit: int | None) -> int:
         )
     _print_counters(report.__dict__, "quant backfill")
     return 0 if report.failed_runs == 0 else 1
+
+
+def run_export_features(settings: Settings, args: argparse.Namespace) -> int:
+    """``quant export-features``: the sample CSV and its spec (see ``quant_assets.export``)."""
+    from pathlib import Path
+
+    from quant_assets.export import (
+        NoFeatureRowsError,
+        default_out_path,
+        export_features,
+        parse_tickers,
+    )
+    from quant_assets.storage.database import get_engine
+
+    try:
+        out = Path(args.out) if args.out else default_out_path(settings.home, args.start, args.end)
+        result = export_features(
+            get_engine(settings), args.start, args.end, out, parse_tickers(args.tickers)
+        )
+    except (NoFeatureRowsError, ValueError) as err:
+        from rich.markup import escape
+
+        console.print(f"[red]export-features:[/red] {escape(str(err))}")
+        return 1
+    console.print(
+        f"wrote {result.rows:,} rows ({result.labeled_rows:,} labeled) of "
+        f"{', '.join(result.tickers)}, {result.first_ts:%Y-%m-%d %H:%M} … "
+        f"{result.last_ts:%Y-%m-%d %H:%M} UTC"
+    )
+    console.print(f"  data  {result.csv_path}")
+    console.print(f"  spec  {result.spec_path}")
+    return 0
+
+
+def run_status(settings: Settings, as_json: bool) -> int:
+    """``quant status``: freshness, backfill queue, champion and drift (``quant_assets.status``)."""
+    import json
+
+    from quant_assets.status import gather_status, render_status
+
+    report = gather_status(settings)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        render_status(report, console)
+    return 0
 
 
 if __name__ == "__main__":

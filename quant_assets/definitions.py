@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from quant_assets.defs.assets.champion import champion_file_valid, champion_model
 from quant_assets.defs.assets.corporate_actions import (
     adjusted_bars,
     adjusted_bars_rebuild_sensor,
@@ -13,23 +14,61 @@ from quant_assets.defs.assets.corporate_actions import (
     rebuild_adjusted_bars_job,
 )
 from quant_assets.defs.assets.features import features, labels
+from quant_assets.defs.assets.monitoring import drift_report, live_predictions
 from quant_assets.defs.assets.raw_bars import raw_bars
+from quant_assets.defs.assets.training import training_assets
 from quant_assets.defs.jobs import daily_tables_job, ingest_raw_bars_job
+from quant_assets.defs.mlflow_resource import MlflowResource
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
+from quant_assets.defs.rollback import champion_reload_sensor, drift_rollback_sensor, rollback_job
+from quant_assets.defs.schedules import (
+    after_close_backfill_schedule,
+    gap_backfill_job,
+    live_monitoring_job,
+    live_monitoring_schedule,
+    nightly_job,
+    nightly_retraining_schedule,
+)
 from quant_assets.defs.sensors import gap_backfill_sensor
 
 defs = dg.Definitions(
-    assets=[raw_bars, corporate_actions, adjusted_bars, features, labels],
+    assets=[
+        raw_bars,
+        corporate_actions,
+        adjusted_bars,
+        features,
+        labels,
+        *training_assets,
+        champion_model,
+        live_predictions,
+        drift_report,
+    ],
+    asset_checks=[champion_file_valid],
     jobs=[
         ingest_raw_bars_job,
         daily_tables_job,
         premarket_corporate_actions_job,
         rebuild_adjusted_bars_job,
+        nightly_job,
+        live_monitoring_job,
+        rollback_job,
+        gap_backfill_job,
     ],
-    schedules=[premarket_corporate_actions_schedule],
-    sensors=[gap_backfill_sensor, adjusted_bars_rebuild_sensor],
+    schedules=[
+        premarket_corporate_actions_schedule,
+        nightly_retraining_schedule,
+        live_monitoring_schedule,
+        after_close_backfill_schedule,
+    ],
+    sensors=[
+        gap_backfill_sensor,
+        adjusted_bars_rebuild_sensor,
+        drift_rollback_sensor,
+        champion_reload_sensor,
+    ],
     resources={
         "database": DatabaseResource(),
         "market": MarketSourceResource.from_settings(),
+        "mlflow": MlflowResource(),
     },
 )

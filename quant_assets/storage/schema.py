@@ -151,4 +151,32 @@ labels = Table(
     comment="Triple-barrier labels of the total-return adjusted bars.",
 )
 
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("ticker", String(32), primary_key=True),
+    Column("ts", TS, primary_key=True, comment="the bar whose window was scored"),
+    Column("model", String(64), primary_key=True, comment="bundle name, e.g. lstm_v3"),
+    Column("p_down", Float, nullable=False),
+    Column("p_flat", Float, nullable=False),
+    Column("p_up", Float, nullable=False),
+    Column("label", SmallInteger, nullable=False, comment="argmax as -1 / 0 / +1"),
+    Column("scored_at", TS, nullable=False),
+    comment="Live class probabilities of the champion (the stream concept drift watches).",
+)
+
+drift_reports = Table(
+    "drift_reports",
+    metadata,
+    Column("evaluated_at", TS, primary_key=True, comment="end of the evaluated window"),
+    Column("model", String(64), primary_key=True),
+    Column("level", String(16), nullable=True, comment="none / warn / severe; NULL too few rows"),
+    Column("share_drifted", Float, nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("report", Text, nullable=False, comment="DriftReport.to_dict() as JSON"),
+    Column("rollback", Boolean, nullable=False, comment="this evaluation asked for a rollback"),
+    Column("decision", Text, nullable=False, comment="DriftDecision.to_dict() incl. the state"),
+    comment="One drift evaluation of the live window against the champion's training data.",
+)
+
 TABLES: dict[str, Table] = {t.name: t for t in metadata.sorted_tables}

@@ -1,0 +1,381 @@
+"""Score model bundles with their TFLite files on one unseen validation set.
+
+The validation set is the ``holdout`` segment of the training dataset (``models.dataset``):
+the newest sessions, never used for fitting, early stopping or model selection inside
+training. Every model — the challengers just trained and the champion — is scored on exactly
+the same samples, in time order, with its own TFLite file through
+``models.inference.Predictor`` (unscaled windows in, the bundle's scaler applied inside).
+
+Bundles: ``QUANT_HOME/models/{arch}_v{N}/`` with ``{arch}_v{N}.tflite``, ``.keras`` and
+``bundle.json`` (feature_spec, window, scaler, class_order, training_window, mlflow_run_id, …).
+
+Compatibility: a bundle whose feature columns are a subset of the set's (any order) and whose
+window is not longer gets the matching slice of the same windows (same samples, same end
+bar); a different ``feature_spec.version`` or a missing column makes it *incompatible*
+(reported, not scored). Leakage guard: samples on or before the newest ``last_session`` of
+any scored bundle's training window are dropped, so no model is scored on data it learned from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from quant_assets.deployment.validation import CLASS_ORDER
+from quant_assets.market.calendar import MARKET_TZ
+
+BUNDLE_FILE = "bundle.json"
+_BUNDLE_DIR = re.compile(r"([a-z][a-z0-9_]*)_v(\d+)")
+
+
+class IncompatibleBundleError(ValueError):
+    """The bundle cannot be scored on this validation set."""
+
+
+class WindowPredictor(Protocol):
+    """What scoring needs from ``models.inference.Predictor``."""
+
+    def predict_windows(self, windows: np.ndarray) -> np.ndarray: ...  # pragma: no cover
+
+
+PredictorLoader = Callable[[Path], WindowPredictor]
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """Unscaled windows ``[n, T, F]``, labels (−1/0/+1) and the time of each window's last bar.
+
+    Rows are in time order; ``time_keys`` (int64 ns UTC) make the bootstrap resample whole
+    minutes across tickers.
+    """
+
+    windows: np.ndarray
+    labels: np.ndarray
+    time_keys: np.ndarray
+    columns: tuple[str, ...]
+    feature_version: str | None
+    description: str
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if self.windows.ndim != 3 or len(self.windows) != n or len(self.time_keys) != n:
+            raise ValueError("windows [n, T, F], labels [n] and time_keys [n] must agree")
+        if self.windows.shape[2] != len(self.columns):
+            raise ValueError("windows' last axis must match columns")
+
+    @property
+    def window(self) -> int:
+        """Bars per window."""
+        return int(self.windows.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def span(self) -> tuple[str, str] | None:
+        """First and last sample time (ISO), None when empty."""
+        if not len(self):
+            return None
+        ts = pd.to_datetime(self.time_keys[[0, -1]], utc=True)
+        return ts[0].isoformat(), ts[1].isoformat()
+
+    def after(self, ts: pd.Timestamp) -> ValidationSet:
+        """Only the samples strictly after ``ts``."""
+        keep = self.time_keys > pd.Timestamp(ts).value
+        return replace(
+            self,
+            windows=self.windows[keep],
+            labels=self.labels[keep],
+            time_keys=self.time_keys[keep],
+            description=f"{self.description}, after {pd.Timestamp(ts).isoformat()}",
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        windows: np.ndarray,
+        labels: np.ndarray,
+        time_keys: np.ndarray,
+        columns: tuple[str, ...],
+        *,
+        feature_version: str | None = None,
+        description: str = "validation set",
+    ) -> ValidationSet:
+        """Build from arrays, stably sorted by time."""
+        keys = np.asarray(time_keys, dtype=np.int64)
+        order = np.argsort(keys, kind="stable")
+        return cls(
+            np.asarray(windows, dtype=np.float32)[order],
+            np.asarray(labels, dtype=np.int8)[order],
+            keys[order],
+            tuple(columns),
+            feature_version,
+            description,
+        )
+
+    @classmethod
+    def from_dataset(cls, dataset: Any, segment: str = "holdout") -> ValidationSet:
+        """The ``holdout`` segment of a ``models.dataset.TrainingDataset`` (unscaled)."""
+        frame = dataset.sample_frame(segment)
+        ts = frame["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        return cls.from_arrays(
+            dataset.windows(segment, scaled=False),
+            frame["label"].to_numpy(dtype=np.int8),
+            ts,
+            tuple(dataset.columns),
+            feature_version=str(dataset.feature_spec.version),
+            description=f"training dataset '{segment}' segment ({len(frame)} samples, "
+            f"{frame['ticker'].nunique()} tickers)",
+        )
+
+
+def load_validation_set(dataset_path: Path, segment: str = "holdout") -> ValidationSet:
+    """The unseen validation set from a saved training dataset (.npz)."""
+    from quant_assets.models.dataset import TrainingDataset
+
+    return ValidationSet.from_dataset(TrainingDataset.load(dataset_path), segment)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bundles
+# ---------------------------------------------------------------------------------------------
+def read_bundle_meta(bundle_dir: Path) -> dict[str, Any]:
+    """``bundle.json`` of a bundle folder."""
+    path = Path(bundle_dir) / BUNDLE_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+
+
+def tflite_path(bundle_dir: Path) -> Path:
+    """``{bundle}/{bundle name}.tflite``."""
+    bundle_dir = Path(bundle_dir)
+    return bundle_dir / f"{bundle_dir.name}.tflite"
+
+
+def latest_bundles(models_dir: Path, archs: tuple[str, ...] | list[str]) -> dict[str, Path]:
+    """The newest complete bundle (highest N with a .tflite and bundle.json) of each arch."""
+    found: dict[str, tuple[int, Path]] = {}
+    if not Path(models_dir).is_dir():
+        return {}
+    for d in Path(models_dir).iterdir():
+        m = _BUNDLE_DIR.fullmatch(d.name)
+        if m is None or m[1] not in archs or not d.is_dir():
+            continue
+        if not (tflite_path(d).is_file() and (d / BUNDLE_FILE).is_file()):
+            continue
+        n = int(m[2])
+        if m[1] not in found or n > found[m[1]][0]:
+            found[m[1]] = (n, d)
+    return {f"{arch}_v{n}": d for arch, (n, d) in sorted(found.items())}
+
+
+def windows_for_bundle(vs: ValidationSet, meta: Mapping[str, Any]) -> np.ndarray:
+    """The set's windows cut to the bundle's feature columns and window length."""
+    spec = meta.get("feature_spec") or {}
+    columns = tuple(spec.get("columns") or vs.columns)
+    version = spec.get("version")
+    window = int(meta.get("window") or vs.window)
+    if (
+        version is not None
+        and vs.feature_version is not None
+        and str(version) != str(vs.feature_version)
+    ):
+        raise IncompatibleBundleError(
+            f"feature_spec version {version} != validation set's {vs.feature_version}"
+        )
+    missing = [c for c in columns if c not in vs.columns]
+    if missing:
+        raise IncompatibleBundleError(f"features {missing} are not in the validation set")
+    if window > vs.window:
+        raise IncompatibleBundleError(f"window {window} > validation windows {vs.window}")
+    if columns == vs.columns and window == vs.window:
+        return vs.windows
+    idx = [vs.columns.index(c) for c in columns]
+    return np.ascontiguousarray(vs.windows[:, vs.window - window :, :][:, :, idx])
+
+
+def reorder_classes(probs: np.ndarray, class_order: Any) -> np.ndarray:
+    """Columns of ``probs`` put in ``CLASS_ORDER`` (−1, 0, +1) from the bundle's order."""
+    order = tuple(int(c) for c in (class_order or CLASS_ORDER))
+    if sorted(order) != sorted(CLASS_ORDER):
+        raise IncompatibleBundleError(f"class_order {order} is not a permutation of {CLASS_ORDER}")
+    if order == CLASS_ORDER:
+        return probs
+    return probs[:, [order.index(c) for c in CLASS_ORDER]]
+
+
+def check_probs(probs: np.ndarray, n: int) -> np.ndarray:
+    """Validate a model's output: ``[n, 3]``, finite, non-negative rows summing to ~1."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.shape != (n, 3):
+        raise ValueError(f"model returned shape {p.shape}, expected ({n}, 3)")
+    if not np.isfinite(p).all() or (p < -1e-6).any():
+        raise ValueError("model returned non-finite or negative probabilities")
+    if n and not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
+        raise ValueError("model's probabilities do not sum to 1")
+    return p
+
+
+def default_predictor_loader(bundle_dir: Path) -> WindowPredictor:
+    """``models.inference.Predictor.load`` (TFLite through ai-edge-litert)."""
+    from quant_assets.models.inference import Predictor
+
+    return Predictor.load(bundle_dir)
+
+
+def last_training_session(meta: Mapping[str, Any]) -> pd.Timestamp | None:
+    """The last session a bundle learned from (``training_window.last_session``), if known."""
+    tw = meta.get("training_window") or {}
+    last = tw.get("last_session") if isinstance(tw, Mapping) else None
+    return None if last is None else pd.Timestamp(last)
+
+
+@dataclass(frozen=True)
+class ScoredBundle:
+    """One bundle's probabilities on the validation set, or why it could not be scored."""
+
+    name: str
+    bundle_dir: Path
+    meta: dict[str, Any]
+    probs: np.ndarray | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when scored."""
+        return self.probs is not None
+
+
+def unseen_part(vs: ValidationSet, metas: Mapping[str, Mapping[str, Any]]) -> ValidationSet:
+    """Drop samples up to the end of the last session any of the bundles trained on."""
+    lasts = [t for t in (last_training_session(m) for m in metas.values()) if t is not None]
+    if not lasts:
+        return vs
+    # Sessions are named by their date; everything before the next calendar day is "seen".
+    last = max(lasts)
+    if last.tzinfo is not None:
+        last = last.tz_convert(MARKET_TZ).tz_localize(None)
+    cutoff = (last.normalize() + pd.Timedelta(days=1)).tz_localize(MARKET_TZ)
+    if not len(vs) or vs.time_keys[0] >= cutoff.value:
+        return vs
+    return vs.after(cutoff - pd.Timedelta(1, "ns"))
+
+
+def score_bundles(
+    bundles: Mapping[str, Path],
+    vs: ValidationSet,
+    *,
+    loader: PredictorLoader | None = None,
+) -> dict[str, ScoredBundle]:
+    """Score each bundle's TFLite file on ``vs``; a failing bundle is reported, not raised."""
+    loader = loader or default_predictor_loader
+    out: dict[str, ScoredBundle] = {}
+    for name, bundle_dir in bundles.items():
+        meta: dict[str, Any] = {}
+        try:
+            meta = read_bundle_meta(bundle_dir)
+            windows = windows_for_bundle(vs, meta)
+            raw = loader(Path(bundle_dir)).predict_windows(windows)
+            probs = reorder_classes(check_probs(raw, len(vs)), meta.get("class_order"))
+            out[name] = ScoredBundle(name, Path(bundle_dir), meta, probs)
+        except Exception as e:  # one broken bundle must not stop the decision
+            out[name] = ScoredBundle(name, Path(bundle_dir), meta, None, f"{type(e).__name__}: {e}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The champion file check (exists, loads, TFLite ≈ Keras)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BundleCheck:
+    """Result of ``check_bundle``."""
+
+    passed: bool
+    exists: bool
+    loads: bool
+    parity_max_abs_diff: float | None
+    tolerance: float
+    message: str
+
+
+def synthetic_windows(meta: Mapping[str, Any], n: int = 32, seed: int = 0) -> np.ndarray:
+    """Plausible unscaled inputs: center + scale · N(0, 1) per feature (from the scaler)."""
+    scaler = meta["scaler"]
+    center = np.asarray(scaler["center"], dtype=np.float64)
+    scale = np.asarray(scaler["scale"], dtype=np.float64)
+    window = int(meta["window"])
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, window, len(center)))
+    return (center + scale * z).astype(np.float32)
+
+
+def keras_reference_probs(
+    bundle_dir: Path, meta: Mapping[str, Any], windows: np.ndarray
+) -> np.ndarray:
+    """The bundle's ``.keras`` model on the same (scaled) windows: the parity reference."""
+    import keras
+
+    import quant_assets.models.architectures  # noqa: F401  (registers PositionalEncoding)
+    from quant_assets.models.dataset import FeatureScaler
+
+    bundle_dir = Path(bundle_dir)
+    model = keras.saving.load_model(bundle_dir / f"{bundle_dir.name}.keras", compile=False)
+    scaled = FeatureScaler.from_dict(meta["scaler"]).transform(windows)
+    return np.asarray(model.predict(scaled, verbose=0, batch_size=256), dtype=np.float64)
+
+
+def check_bundle(
+    bundle_dir: Path,
+    *,
+    windows: np.ndarray | None = None,
+    tolerance: float = 1e-4,
+    loader: PredictorLoader | None = None,
+    reference: Callable[[Path, Mapping[str, Any], np.ndarray], np.ndarray] | None = None,
+) -> BundleCheck:
+    """The champion's TFLite file exists, loads, returns probabilities, and matches Keras."""
+    bundle_dir = Path(bundle_dir)
+    if not tflite_path(bundle_dir).is_file():
+        return BundleCheck(
+            False, False, False, None, tolerance, f"{tflite_path(bundle_dir)} does not exist"
+        )
+    try:
+        meta = read_bundle_meta(bundle_dir)
+        x = windows if windows is not None else synthetic_windows(meta)
+        predictor = (loader or default_predictor_loader)(bundle_dir)
+        lite = check_probs(predictor.predict_windows(x), len(x))
+    except Exception as e:
+        return BundleCheck(
+            False,
+            True,
+            False,
+            None,
+            tolerance,
+            f"does not load or predict: {type(e).__name__}: {e}",
+        )
+    try:
+        ref = check_probs((reference or keras_reference_probs)(bundle_dir, meta, x), len(x))
+    except Exception as e:
+        return BundleCheck(
+            False, True, True, None, tolerance, f"parity reference failed: {type(e).__name__}: {e}"
+        )
+    diff = float(np.max(np.abs(lite - ref))) if len(x) else 0.0
+    passed = diff <= tolerance
+    return BundleCheck(
+        passed,
+        True,
+        True,
+        diff,
+        tolerance,
+        f"TFLite vs Keras max |Δp| = {diff:.2e} "
+        f"({'≤' if passed else '>'} {tolerance:.0e}) on {len(x)} windows",
+    )

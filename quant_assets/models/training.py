@@ -1,0 +1,392 @@
+"""Train and evaluate the Keras models on a ``TrainingDataset`` (pure core, no MLflow/Dagster).
+
+``train_model`` fixes the seeds (``keras.utils.set_random_seed``), compiles with Adam and
+sparse categorical cross-entropy, weights the classes (balanced, from the train segment),
+fits on the train windows with the validation windows for ``EarlyStopping(val_loss,
+restore_best_weights=True)``, and returns the model with its per-epoch history. Callers add
+their own callbacks (the Dagster asset logs each epoch to MLflow through one).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+from quant_assets.models.architectures import build_model
+from quant_assets.models.config import TrainingConfig
+from quant_assets.models.dataset import CLASS_NAMES, TrainingDataset
+
+UP, FLAT, DOWN = 2, 1, 0  # class indices
+
+
+@dataclass
+class TrainResult:
+    """A trained model and how it got there."""
+
+    arch: str
+    model: Any  # keras.Model
+    history: dict[str, list[float]]
+    epochs_run: int
+    best_epoch: int  # 1-based
+    seconds: float
+    params: int
+
+
+def train_model(
+    arch: str,
+    dataset: TrainingDataset,
+    config: TrainingConfig,
+    *,
+    callbacks: Sequence[Any] = (),
+    verbose: int = 0,
+) -> TrainResult:
+    """Build, compile and fit ``arch`` on the dataset's train windows (val for early stopping)."""
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    x_train, y_train = dataset.windows("train"), dataset.y("train")
+    # Early stopping watches every ``val_stride``-th validation window (speed); the metrics
+    # and the concept-drift baseline use all of them.
+    x_val = dataset.windows("val", step=config.val_stride)
+    y_val = dataset.y("val", step=config.val_stride)
+    model = build_model(arch, dataset.window, len(dataset.columns), config)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate_for(arch)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.patience, restore_best_weights=True
+    )
+    epochs = config.epochs_for(arch)
+    began = time.perf_counter()
+    # With class weights, validation is weighted the same way: early stopping then watches
+    # the objective being trained (an unweighted val_loss rises as soon as the weighted model
+    # leans towards the rarer classes, and stopped the Transformer after one epoch).
+    weights = dataset.class_weights if config.class_weighting else None
+    validation: tuple[np.ndarray, ...] = (x_val, y_val.astype(np.int32))
+    if weights is not None:
+        w_val = np.array([weights[k] for k in range(3)], dtype=np.float32)[y_val.astype(np.int64)]
+        validation = (*validation, w_val)
+    fit = model.fit(
+        x_train,
+        y_train.astype(np.int32),
+        validation_data=validation,
+        epochs=epochs,
+        batch_size=config.batch_size,
+        class_weight=weights,
+        callbacks=[stopper, *callbacks],
+        shuffle=True,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - began
+    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    val_loss = history.get("val_loss", [0.0])
+    return TrainResult(
+        arch=arch,
+        model=model,
+        history=history,
+        epochs_run=len(val_loss),
+        best_epoch=int(np.argmin(val_loss)) + 1,
+        seconds=seconds,
+        params=int(model.count_params()),
+    )
+
+
+def predict_proba(model: Any, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    """Keras class probabilities (n, 3) in batches (``model.predict`` without progress bar)."""
+    if len(x) == 0:
+        return np.zeros((0, 3), np.float32)
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def classification_metrics(y_true: np.ndarray, proba_or_pred: np.ndarray) -> dict[str, Any]:
+    """Test metrics on class indices: accuracy, macro-F1 over UP/DOWN, per-class P/R, κ, …
+
+    ``proba_or_pred``: (n, 3) probabilities (argmax decides; log loss reported) or (n,) class
+    predictions. ``macro_f1_updown`` is the mean of the UP and DOWN F1 scores (the flat class
+    is not a trade); ``confusion_matrix`` rows are true classes, columns predicted, both in the
+    order down, flat, up.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    arr = np.asarray(proba_or_pred)
+    pred = arr.argmax(axis=1) if arr.ndim == 2 else arr.astype(np.int64)
+    labels = [DOWN, FLAT, UP]
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, pred, labels=labels, zero_division=0
+    )
+    out: dict[str, Any] = {
+        "n": int(y_true.size),
+        "accuracy": float(accuracy_score(y_true, pred)),
+        "macro_f1_updown": float(
+            f1_score(y_true, pred, labels=[DOWN, UP], average="macro", zero_division=0)
+        ),
+        "macro_f1": float(f1_score(y_true, pred, labels=labels, average="macro", zero_division=0)),
+        "precision_up": float(precision[UP]),
+        "recall_up": float(recall[UP]),
+        "precision_down": float(precision[DOWN]),
+        "recall_down": float(recall[DOWN]),
+        "f1_up": float(f1[UP]),
+        "f1_down": float(f1[DOWN]),
+        "kappa": float(cohen_kappa_score(y_true, pred, labels=labels)) if y_true.size else 0.0,
+        "confusion_matrix": confusion_matrix(y_true, pred, labels=labels).tolist(),
+        "predicted_share": {
+            name: float(np.mean(pred == k)) if pred.size else 0.0
+            for k, name in enumerate(CLASS_NAMES)
+        },
+    }
+    if arr.ndim == 2 and y_true.size:
+        out["direction_auc"] = direction_auc(y_true, arr)
+        p = np.clip(arr.astype(np.float64), 1e-7, 1.0)
+        out["log_loss"] = float(log_loss(y_true, p / p.sum(1, keepdims=True), labels=labels))
+    return out
+
+
+def direction_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """ROC AUC of p_up − p_down separating true UP from true DOWN samples (0.5 = no skill).
+
+    The directional skill alone: the flat-vs-move part of the labels is predictable from time
+    of day and volatility even on a martingale, the direction is not.
+    """
+    y_true = np.asarray(y_true)
+    movers = (y_true == UP) | (y_true == DOWN)
+    if movers.sum() == 0 or len(np.unique(y_true[movers])) < 2:
+        return 0.5
+    score = np.asarray(proba)[movers, UP] - np.asarray(proba)[movers, DOWN]
+    return float(roc_auc_score(y_true[movers] == UP, score))
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric, non-nested entries (for MLflow metrics and Dagster metadata)."""
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def prediction_baseline(proba: np.ndarray) -> dict[str, float]:
+    """Mean max-probability and mean entropy (nats) of predictions: the concept-drift reference."""
+    p = np.clip(np.asarray(proba, dtype=np.float64), 1e-12, 1.0)
+    entropy = -(p * np.log(p)).sum(axis=1)
+    return {
+        "n": len(p),
+        "mean_max_prob": float(p.max(axis=1).mean()) if len(p) else 0.0,
+        "mean_entropy": float(entropy.mean()) if len(p) else 0.0,
+        "std_max_prob": float(p.max(axis=1).std()) if len(p) else 0.0,
+        "std_entropy": float(entropy.std()) if len(p) else 0.0,
+        "class_share": {
+            name: float(np.mean(p.argmax(1) == k)) if len(p) else 0.0
+            for k, name in enumerate(CLASS_NAMES)
+        },
+    }
+
+
+def validation_baseline(proba: np.ndarray, samples: Any, window: int = 60) -> dict[str, Any]:
+    """The bundle's ``validation_baseline``: ``prediction_baseline`` plus the drift monitor's
+    ``ConceptBaseline`` (per time-of-session bucket means and the spread of ``window``-row
+    window means; ``monitoring.reference.concept_baseline_from_probs``), when installed.
+
+    ``samples``: ticker and ts of each prediction (rows grouped by ticker, in time order, as
+    ``TrainingDataset.sample_frame`` gives them). ``window`` = 60 rows, the drift monitor's
+    one-hour live window.
+    """
+    out: dict[str, Any] = prediction_baseline(proba)
+    try:
+        from quant_assets.monitoring.reference import concept_baseline_from_probs
+    except ImportError:  # pragma: no cover - the monitoring package ships with the project
+        return out
+    concept = concept_baseline_from_probs(
+        proba, window=window, groups=samples["ticker"].to_numpy(), ts=samples["ts"]
+    )
+    return {**out, **concept.to_dict()}
+
+
+# --- figures --------------------------------------------------------------------------------
+def plot_confusion_matrix(cm: Sequence[Sequence[int]], path: str | Path, title: str) -> Path:
+    """A labelled confusion-matrix PNG (rows true, columns predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arr = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(4.2, 3.6), dpi=100)
+    ax.imshow(arr, cmap="Blues")
+    ticks = ["down (−1)", "flat (0)", "up (+1)"]
+    ax.set_xticks(range(3), ticks)
+    ax.set_yticks(range(3), ticks)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    top = arr.max() if arr.size else 0
+    for i in range(3):
+        for j in range(3):
+            ax.text(
+                j,
+                i,
+                str(arr[i, j]),
+                ha="center",
+                va="center",
+                color="white" if arr[i, j] > top / 2 else "black",
+            )
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(history: dict[str, list[float]], path: str | Path, title: str) -> Path:
+    """Loss and accuracy per epoch, train and validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=100)
+    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, style in (("", "-o"), ("val_", "-s")):
+            values = history.get(prefix + key)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, label=(prefix or "train_") + key)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# --- the whole per-model job ----------------------------------------------------------------
+@dataclass
+class ModelReport:
+    """What one training produced: the model, its metrics, the TFLite file and the bundle."""
+
+    arch: str
+    result: TrainResult
+    tflite: bytes
+    metrics: dict[str, Any]  # {"test": …, "validation": …, "parity": …}
+    validation_baseline: dict[str, Any]
+    figures: dict[str, Path]
+    bundle: Any = None  # bundle.Bundle once written
+    seconds: dict[str, float] | None = None
+
+
+def train_and_bundle(
+    arch: str,
+    dataset: TrainingDataset,
+    config: TrainingConfig,
+    models_dir: str | Path | None,
+    *,
+    mlflow_run_id: str | None = None,
+    callbacks: Sequence[Any] = (),
+    figures_dir: str | Path | None = None,
+    verbose: int = 0,
+) -> ModelReport:
+    """Train ``arch``, evaluate on validation and test, export TFLite, measure parity, and
+    (when ``models_dir`` is given) write the next bundle version.
+
+    Parity is measured on the first ``config.parity_windows`` validation windows, Keras vs the
+    exported TFLite bytes, and recorded in ``metrics["parity"]`` (with ``passed``).
+    """
+    from quant_assets.models.bundle import write_bundle
+    from quant_assets.models.export import export_tflite, parity
+
+    seconds: dict[str, float] = {}
+    result = train_model(arch, dataset, config, callbacks=callbacks, verbose=verbose)
+    seconds["fit"] = result.seconds
+    began = time.perf_counter()
+    val_p = predict_proba(result.model, dataset.windows("val"))
+    test_p = predict_proba(result.model, dataset.windows("test"))
+    metrics: dict[str, Any] = {
+        "test": classification_metrics(dataset.y("test"), test_p),
+        "validation": classification_metrics(dataset.y("val"), val_p),
+    }
+    baseline = validation_baseline(val_p, dataset.sample_frame("val"))
+    seconds["evaluate"] = time.perf_counter() - began
+
+    began = time.perf_counter()
+    tflite = export_tflite(result.model, arch, config)
+    check = parity(result.model, tflite, dataset.windows("val", limit=config.parity_windows))
+    check["tolerance"] = float(config.parity_tolerance)
+    check["passed"] = bool(check["max_abs_diff"] <= config.parity_tolerance)
+    metrics["parity"] = check
+    seconds["export"] = time.perf_counter() - began
+
+    figures: dict[str, Path] = {}
+    if figures_dir is not None:
+        out = Path(figures_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        figures["confusion_matrix"] = plot_confusion_matrix(
+            metrics["test"]["confusion_matrix"],
+            out / f"{arch}_confusion_matrix.png",
+            f"{arch}: test, macro-F1(up/down) {metrics['test']['macro_f1_updown']:.3f}",
+        )
+        figures["learning_curves"] = plot_learning_curves(
+            result.history, out / f"{arch}_learning_curves.png", f"{arch}: learning curves"
+        )
+
+    report = ModelReport(arch, result, tflite, metrics, baseline, figures, seconds=seconds)
+    if models_dir is not None:
+        if dataset.label_spec is None:
+            raise ValueError("the dataset has no label spec; a bundle needs one")
+        holdout = dataset.plan.sessions.get("holdout")
+        fixed = arch == "lstm" and config.lstm_export == "fixed_batch"
+        report.bundle = write_bundle(
+            models_dir,
+            arch,
+            tflite=tflite,
+            keras_model=result.model,
+            feature_spec=dataset.feature_spec,
+            window=dataset.window,
+            label_spec=dataset.label_spec,
+            scaler=dataset.scaler,
+            reference_stats=dataset.reference_stats,
+            validation_baseline=baseline,
+            metrics=metrics,
+            mlflow_run_id=mlflow_run_id,
+            training_window=dataset.training_window(),
+            extra={
+                "holdout_window": None
+                if holdout is None
+                else {
+                    "first_session": holdout[0].date().isoformat(),
+                    "last_session": holdout[1].date().isoformat(),
+                },
+                "split": dataset.plan.to_dict(),
+                "tflite": {
+                    "bytes": len(tflite),
+                    "input_shape": [1 if fixed else None, dataset.window, len(dataset.columns)],
+                    "route": "fixed_batch" if fixed else "dynamic_batch",
+                },
+                "training": {
+                    "config": config.to_dict(),
+                    "epochs_run": result.epochs_run,
+                    "best_epoch": result.best_epoch,
+                    "params": result.params,
+                    "seconds": seconds,
+                    "class_weights": {str(k): v for k, v in dataset.class_weights.items()},
+                    "samples": {k: len(v) for k, v in dataset.samples.items()},
+                    "class_balance": {k: dataset.class_balance(k) for k in dataset.samples},
+                },
+            },
+        )
+    return report

@@ -1,0 +1,70 @@
+"""The database loader: features ⟕ labels, on SQLite and on real PostgreSQL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Engine
+
+from quant_assets.features import FEATURE_SPEC, FEATURE_TABLE_COLUMNS
+from quant_assets.labels import LabelSpec
+from quant_assets.models.data import (
+    label_spec_of,
+    labelled_sessions,
+    load_labelled_features,
+)
+from quant_assets.models.dataset import build_dataset
+from quant_assets.storage.database import write_to_db
+from quant_assets.storage.derived import label_spec_json
+from quant_assets_tests.models.conftest import TINY
+
+
+def store(frame: pd.DataFrame, engine: Engine, spec: LabelSpec | None = None) -> None:
+    """Write labelled feature rows into the features and labels tables."""
+    spec = spec or LabelSpec()
+    write_to_db(
+        frame[list(FEATURE_TABLE_COLUMNS)].assign(feature_version=FEATURE_SPEC.version),
+        "features",
+        engine,
+    )
+    labels = frame[["ticker", "ts", "label", "t1", "ret", "sigma"]].copy()
+    labels["label"] = labels["label"].astype("Int16")
+    write_to_db(labels.assign(label_spec=label_spec_json(spec)), "labels", engine)
+
+
+def test_loader_round_trips_and_builds_the_same_dataset(
+    engine: Engine, labelled_frame: pd.DataFrame
+) -> None:
+    frame = labelled_frame[labelled_frame["ticker"] != "CCC"].reset_index(drop=True)
+    store(frame, engine)
+    sessions = labelled_sessions(engine, ["AAA", "BBB"])
+    assert sessions[0] == pd.Timestamp("2026-03-03") and sessions[-1] == pd.Timestamp("2026-03-20")
+    assert len(labelled_sessions(engine, ["ZZZ"])) == 0
+    loaded = load_labelled_features(engine, ["AAA", "BBB", "ZZZ"], sessions[0], sessions[-1])
+    assert len(loaded) == len(frame)
+    assert label_spec_of(loaded) == LabelSpec()
+    assert loaded["ts"].dtype == "datetime64[ns, UTC]" and loaded["t1"].dtype == loaded["ts"].dtype
+    np.testing.assert_allclose(
+        loaded[list(FEATURE_SPEC.columns)].to_numpy(),
+        frame[list(FEATURE_SPEC.columns)].to_numpy(),
+        rtol=1e-12,
+    )
+    assert (loaded["label"].isna() == frame["label"].isna()).all()
+    a = build_dataset(loaded, TINY, label_spec=label_spec_of(loaded))
+    b = build_dataset(frame, TINY, label_spec=LabelSpec())
+    np.testing.assert_array_equal(a.windows("test"), b.windows("test"))
+    np.testing.assert_array_equal(a.y("train"), b.y("train"))
+    # A window of days loads only those days.
+    part = load_labelled_features(engine, ["AAA"], "2026-03-10", "2026-03-11")
+    days = part["ts"].dt.tz_convert("America/New_York").dt.day.unique()
+    assert sorted(days) == [10, 11]
+
+
+def test_mixed_label_specs_are_refused(engine: Engine, labelled_frame: pd.DataFrame) -> None:
+    frame = labelled_frame[labelled_frame["ticker"] == "AAA"].iloc[:2000]
+    store(frame.iloc[:1000], engine)
+    store(frame.iloc[1000:], engine, LabelSpec(horizon=15))
+    loaded = load_labelled_features(engine, ["AAA"], "2026-03-01", "2026-03-31")
+    with pytest.raises(ValueError, match="different label specs"):
+        label_spec_of(loaded)
