@@ -56,10 +56,19 @@ def run_demo(settings: Settings, start: str | None, end: str | None, dagster_hom
             run_config=run_config, instance=inst
         )
 
+    live_day = calendar.next_session(last)
+
+    def live(inst: dg.DagsterInstance) -> object:
+        return replay_live_session(defs, settings, live_day, inst)
+
     stages: list[tuple[str, Callable[[dg.DagsterInstance], object]]] = [
         ("raw bars", partitioned("ingest_raw_bars", history)),
-        ("corporate actions", unpartitioned("premarket_corporate_actions")),
-        ("adjusted bars, features, labels", partitioned("daily_tables", history)),
+        (
+            "nightly: corporate actions → adjusted bars → features → labels → dataset → "
+            "LSTM + Transformer → champion",
+            partitioned("nightly_retraining", history),
+        ),
+        (f"live session {live_day.date()}: poller replay, scoring, drift", live),
     ]
     results: list[StageResult] = []
     with dg.DagsterInstance.get() as instance:
@@ -73,6 +82,7 @@ def run_demo(settings: Settings, start: str | None, end: str | None, dagster_hom
             if not outcome.success:
                 break
     summary = _summary(settings, results, first, last, dagster_home)
+    summary["models"] = model_summary(settings) if results[-1].success else {}
     _print_summary(summary)
     path = settings.home / "demo_summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +103,10 @@ def _summary(
     engine = get_engine(settings)
     counts = {
         table: int(read_from_db(f"SELECT COUNT(*) AS n FROM {table}", engine)["n"].iloc[0])
-        for table in ("price_data", "corporate_actions", "adjusted_bars", "features", "labels")
+        for table in (
+            "price_data", "corporate_actions", "adjusted_bars", "features", "labels",
+            "predictions", "drift_reports",
+        )
     }
     balance = read_from_db(
         "SELECT label, COUNT(*) AS n FROM labels GROUP BY label ORDER BY label", engine
@@ -123,11 +136,107 @@ def _print_summary(summary: dict[str, object]) -> None:
     rows = Table(title="tables")
     rows.add_column("table")
     rows.add_column("rows", justify="right")
-    for table, n in summary["rows"].items():  # type: ignore[attr-defined]
+    for table, n in summary["rows"].items():  # type: ignore[union-attr]
         rows.add_row(table, f"{n:,}")
     console.print(rows)
     console.print(f"label balance (-1 / 0 / +1 / none): {summary['label_balance']}")
+    models = summary.get("models") or {}
+    if models:
+        table = Table(title=f"test segment, macro-F1 UP/DOWN (champion: {models['champion']})")
+        table.add_column("model")
+        table.add_column("macro-F1", justify="right")
+        for name, value in models["macro_f1_updown"].items():
+            table.add_row(name, f"{value:.4f}")
+        console.print(table)
+        console.print(f"drift levels of the live session: {models['drift_levels']}")
+        for name, path in models["files"].items():
+            console.print(f"{name}: {path}")
     console.print(f"database: {summary['database']}")
     console.print(
         f"Dagster instance: DAGSTER_HOME={summary['dagster_home']} — `make dagster-dev` to browse"
     )
+
+
+@dataclass(frozen=True)
+class LiveOutcome:
+    """The live stage as one result (it is several Dagster runs)."""
+
+    run_id: str
+    success: bool
+
+
+def replay_live_session(
+    defs: dg.Definitions, settings: Settings, day: pd.Timestamp, instance: dg.DagsterInstance
+) -> LiveOutcome:
+    """Replay ``day`` through the live poller in 30-minute steps; after each step run the
+    live_monitoring job (champion scoring + drift report) at that simulated time."""
+    from quant_assets.defs.resources import MarketSourceResource
+    from quant_assets.ingestion.poller import PollerConfig
+    from quant_assets.ingestion.replay import replay
+    from quant_assets.storage.database import get_engine
+
+    market = MarketSourceResource.from_settings(settings).get_source()
+    config = PollerConfig.from_settings(settings)
+    open_, close = calendar.session_bounds(day)
+    job = defs.resolve_job_def("live_monitoring")
+    step = pd.Timedelta(minutes=30)
+    t, last_run = open_, ""
+    while t < close:
+        nxt = min(t + step, close)
+        replay(market, t, nxt, lambda: get_engine(settings), config)
+        ops = {
+            name: {"config": {"as_of": nxt.isoformat()}}
+            for name in ("live_predictions", "drift_report")
+        }
+        result = job.execute_in_process(
+            run_config={
+                "ops": ops,
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            },
+            instance=instance,
+            raise_on_error=False,
+        )
+        if not result.success:
+            return LiveOutcome(result.run_id, False)
+        console.print(f"  {nxt.tz_convert(calendar.MARKET_TZ):%H:%M} scored and checked")
+        t, last_run = nxt, result.run_id
+    return LiveOutcome(last_run, True)
+
+
+def model_summary(settings: Settings) -> dict[str, object]:
+    """Champion, test macro-F1 of both models and of every baseline and the oracle, files."""
+    from quant_assets.defs.assets.training import DATASET_FILE, datasets_dir
+    from quant_assets.defs.resources import MarketSourceResource
+    from quant_assets.deployment.registry import ModelRegistry
+    from quant_assets.models.baselines import baseline_predictions
+    from quant_assets.models.bundle import list_bundles, load_bundle
+    from quant_assets.models.dataset import TrainingDataset
+    from quant_assets.models.training import classification_metrics
+    from quant_assets.storage.database import get_engine, read_from_db
+
+    registry = ModelRegistry.from_settings(settings)
+    champion = registry.champion()
+    dataset = TrainingDataset.load(datasets_dir(settings) / DATASET_FILE)
+    y = dataset.y("test")
+    market = MarketSourceResource.from_settings(settings).get_source()
+    scores: dict[str, float] = {}
+    files: dict[str, str] = {}
+    for arch in ("lstm", "transformer"):
+        bundles = list_bundles(settings.home / "models", arch)
+        if bundles:
+            bundle = load_bundle(bundles[-1])
+            scores[bundle.name] = float(bundle.metrics["test"]["macro_f1_updown"])
+            files[bundle.name] = str(bundle.tflite_path)
+    for name, pred in baseline_predictions(dataset, "test", market=market).items():
+        scores[name] = float(classification_metrics(y, pred)["macro_f1_updown"])
+    levels = read_from_db(
+        "SELECT level, COUNT(*) AS n FROM drift_reports GROUP BY level", get_engine(settings)
+    )
+    files["model_config.json"] = str(settings.model_config_path)
+    files["mlflow"] = settings.mlflow_tracking_uri
+    return {
+        "champion": champion.model.name if champion else "none",
+        "macro_f1_updown": scores,
+        "drift_levels": {str(k): int(v) for k, v in zip(levels["level"], levels["n"], strict=True)},
+        "files": files,
+    }

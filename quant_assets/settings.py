@@ -80,7 +80,9 @@ class Settings(BaseSettings):
 
     # The synthetic market (the embedded source and the ground truth of the tests).
     synthetic_seed: int = 7
-    synthetic_signal: float = Field(0.0, ge=0)
+    # A planted predictable component, so the demo models have something real to learn;
+    # 0 makes the market a martingale (the leakage guard tests use that).
+    synthetic_signal: float = Field(0.2, ge=0)
     synthetic_missing_rate: float = Field(0.002, ge=0, lt=1)
     synthetic_start: date = date(2026, 1, 2)
     synthetic_end: date = date(2026, 12, 31)

@@ -115,3 +115,10 @@ def span_of_days(first: DateLike, last: DateLike) -> tuple[pd.Timestamp, pd.Time
     start = to_session_label(first).tz_localize(MARKET_TZ).tz_convert("UTC")
     end = (to_session_label(last) + pd.Timedelta(days=1)).tz_localize(MARKET_TZ).tz_convert("UTC")
     return start, end
+
+
+def next_session(day: DateLike) -> pd.Timestamp:
+    """The first session strictly after ``day``."""
+    return exchange_calendar().date_to_session(
+        to_session_label(day) + pd.Timedelta(days=1), direction="next"
+    )

@@ -52,6 +52,8 @@ Decision (``persistence`` 3, ``cooldown_minutes`` 1440; severity.py)
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -128,6 +130,30 @@ class DriftThresholds:
     def from_dict(cls, data: dict[str, Any]) -> DriftThresholds:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DriftThresholds:
+        """Defaults overridden by ``QUANT_DRIFT_<FIELD>`` variables (QUANT_DRIFT_PERSISTENCE=4).
+
+        A value that does not parse as the field's type raises ValueError naming the variable.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f"QUANT_DRIFT_{f.name.upper()}"
+            if key not in env:
+                continue
+            default = getattr(cls, f.name)
+            text = env[key].strip()
+            try:
+                if isinstance(default, bool):
+                    values[f.name] = text.lower() in ("1", "true", "yes", "on")
+                else:
+                    values[f.name] = type(default)(text)
+            except ValueError:
+                kind = type(default).__name__
+                raise ValueError(f"{key}={text!r} is not a valid {kind}") from None
+        return cls(**values)
 
     @classmethod
     def textbook(cls, **overrides: Any) -> DriftThresholds:

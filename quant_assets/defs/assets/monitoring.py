@@ -66,7 +66,7 @@ def live_predictions(
 ) -> dg.MaterializeResult:
     """Score the minutes of [as_of - window, as_of) with the current champion."""
     settings = database.settings()
-    thresholds = DriftThresholds()
+    thresholds = DriftThresholds.from_env()
     end = config.end()
     start = end - pd.Timedelta(minutes=thresholds.window_minutes)
     predictor = Predictor.load(champion_bundle(settings))
@@ -110,7 +110,7 @@ def drift_report(
     """Evaluate the window ending at as_of (on the 10-minute grid) and record the decision."""
     settings = database.settings()
     engine = database.engine
-    thresholds = DriftThresholds()
+    thresholds = DriftThresholds.from_env()
     end = config.end(thresholds.step_minutes)
     start = end - pd.Timedelta(minutes=thresholds.window_minutes)
     bundle = load_bundle(champion_bundle(settings))
