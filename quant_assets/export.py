@@ -17,8 +17,6 @@ feature rows raises ``NoFeatureRowsError`` saying which range the table does hol
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -31,6 +29,7 @@ from sqlalchemy import Engine, and_, func, select
 from quant_assets.features import FEATURE_SPEC, FEATURE_TABLE_COLUMNS, TIME_COLUMNS
 from quant_assets.market import calendar
 from quant_assets.storage.database import to_db_timestamp, to_utc
+from quant_assets.storage.files import atomic_write_bytes
 from quant_assets.storage.schema import adjusted_bars, features, labels
 
 FEATURE_COLUMNS: tuple[str, ...] = tuple(
@@ -206,8 +205,8 @@ def export_features(
         last_ts=frame["ts"].max(),
     )
     spec = spec_document(result, start_day, end_day, tickers, frame, label_specs)
-    _atomic_write(out, csv_text.encode())
-    _atomic_write(spec_path, (json.dumps(spec, indent=2) + "\n").encode())
+    atomic_write_bytes(out, csv_text.encode())
+    atomic_write_bytes(spec_path, (json.dumps(spec, indent=2) + "\n").encode())
     return result
 
 
@@ -296,15 +295,3 @@ def _iso(ts: pd.Timestamp) -> str:
     return ts.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

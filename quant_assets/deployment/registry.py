@@ -83,7 +83,6 @@ import logging
 import os
 import re
 import socket
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -103,6 +102,7 @@ from pydantic import (
 )
 
 from quant_assets.settings import Settings, get_settings
+from quant_assets.storage.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -417,36 +417,6 @@ def relative_to_home(home: Path, path: Path) -> str:
         return p_abs.relative_to(home_abs).as_posix()
     except ValueError:
         raise ValueError(f"{path} is not under QUANT_HOME {home_abs}") from None
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _now(floor: datetime | None = None) -> datetime:
