@@ -36,16 +36,20 @@ class DatabaseResource(dg.ConfigurableResource):
         return self.settings().safe_url()
 
 
+_DEFAULTS = Settings.model_fields
+
+
 class MarketSourceResource(dg.ConfigurableResource):
     """Where bars and corporate actions come from: ``synthetic`` (default) or ``yfinance``."""
 
     source: str = "synthetic"
     tickers: list[str] = Field(default_factory=lambda: list(get_settings().tickers))
-    synthetic_seed: int = 7
-    synthetic_signal: float = 0.0
-    synthetic_missing_rate: float = 0.002
-    synthetic_start: str = "2026-01-02"
-    synthetic_end: str = "2026-12-31"
+    # Defaults are the settings' own defaults (one place), not the environment's values.
+    synthetic_seed: int = _DEFAULTS["synthetic_seed"].default
+    synthetic_signal: float = _DEFAULTS["synthetic_signal"].default
+    synthetic_missing_rate: float = _DEFAULTS["synthetic_missing_rate"].default
+    synthetic_start: str = _DEFAULTS["synthetic_start"].default.isoformat()
+    synthetic_end: str = _DEFAULTS["synthetic_end"].default.isoformat()
     synthetic_regime_shift_at: str | None = None
     yfinance_min_interval_s: float = 1.0
 
