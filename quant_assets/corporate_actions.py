@@ -536,11 +536,6 @@ class LedgerUpdate:
     deferred: pd.DataFrame
     errors: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def tickers_changed(self) -> list[str]:
-        """Tickers with a new or revised action."""
-        return sorted(set(self.new["ticker"]) | set(self.revised["ticker"]))
-
 
 def read_corporate_actions(engine: Engine, tickers: Sequence[str] | None = None) -> pd.DataFrame:
     """The stored ledger (``LEDGER_COLUMNS``), sorted by ticker, ex_date, action."""

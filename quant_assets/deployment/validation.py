@@ -40,7 +40,7 @@ Decision (``decide`` with ``DecisionRule``)
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -509,8 +509,3 @@ def decision_summary(decision: Decision) -> dict[str, object]:
         ],
     }
 
-
-def sort_by_time(*arrays: np.ndarray, time_keys: Sequence[object] | np.ndarray) -> list[np.ndarray]:
-    """Reorder arrays (stable) by ``time_keys``: the bootstrap expects time order."""
-    order = np.argsort(np.asarray(time_keys), kind="stable")
-    return [np.asarray(a)[order] for a in arrays]
