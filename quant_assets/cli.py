@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import pandas as pd
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     add_registry_parser(sub)
     args = parser.parse_args(argv)
+    # TensorFlow's C++ banner (oneDNN, "no CUDA") is noise at a terminal; errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     logging.getLogger("quant_assets").setLevel(logging.INFO)
     if args.command == "demo":
