@@ -131,7 +131,10 @@ def test_dagster_instance_on_postgres(pg_server, tmp_path: Path, monkeypatch) ->
 def test_definitions_load_and_validate() -> None:
     from quant_assets.definitions import defs
 
-    dg.Definitions.validate_loadable(defs)
+    # Loading reads Dagster's context-local defs-state storage; an instance another test
+    # opened and never closed could otherwise be the one found. Give it a live one.
+    with dg.instance_for_test():
+        dg.Definitions.validate_loadable(defs)
     env = {**os.environ, "DAGSTER_HOME": ""}
     env.pop("DAGSTER_HOME")
     done = subprocess.run(
