@@ -7,12 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
-from quant_assets.defs.partitions import day_ticker_key
+from quant_assets.defs.partitions import range_tags
 from quant_assets.settings import Settings
 
 DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -39,10 +35,7 @@ def run_partition_range(
     log_level: str = "INFO",
 ) -> dg.ExecuteInProcessResult:
     """Run a day × ticker job once over the rectangle of sessions and tickers (one run)."""
-    tags = {
-        ASSET_PARTITION_RANGE_START_TAG: day_ticker_key(first_day, tickers[0]),
-        ASSET_PARTITION_RANGE_END_TAG: day_ticker_key(last_day, tickers[-1]),
-    }
+    tags = range_tags(first_day, last_day, tickers)
     job = defs.resolve_job_def(job_name)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     return job.execute_in_process(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import dagster as dg
 import pandas as pd
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from quant_assets.market.calendar import MARKET_TZ
 from quant_assets.settings import get_settings
@@ -42,3 +46,14 @@ def split_keys(keys: Iterable[str]) -> dict[str, list[pd.Timestamp]]:
         dims = day_ticker_partitions.get_partition_key_from_str(str(key)).keys_by_dimension
         by_ticker.setdefault(dims[TICKER_DIM], []).append(pd.Timestamp(dims[DATE_DIM]))
     return {t: sorted(days) for t, days in by_ticker.items()}
+
+
+def range_tags(
+    first: pd.Timestamp | str, last: pd.Timestamp | str, tickers: Sequence[str] | None = None
+) -> dict[str, str]:
+    """Run tags that make one run cover sessions first … last × all tickers (a rectangle)."""
+    tickers = list(tickers or get_settings().tickers)
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: day_ticker_key(first, tickers[0]),
+        ASSET_PARTITION_RANGE_END_TAG: day_ticker_key(last, tickers[-1]),
+    }

@@ -6,12 +6,11 @@
 import dagster as dg
 import pandas as pd
 
-from quant_assets.defs.partitions import day_ticker_key
+from quant_assets.defs.partitions import range_tags
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.ingestion.backfill_queue import backfill, entries
 from quant_assets.ingestion.sessions import ingest_sessions
 from quant_assets.market import calendar
-from quant_assets.settings import get_settings
 
 NIGHTLY_ASSETS = (
     "corporate_actions",
@@ -38,15 +37,6 @@ live_monitoring_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("live_predictions", "drift_report"),
     description="Score the last hour with the champion and evaluate drift.",
 )
-
-
-def range_tags(first: pd.Timestamp, last: pd.Timestamp) -> dict[str, str]:
-    """Run tags that make one run cover sessions first … last × every ticker."""
-    tickers = get_settings().tickers
-    return {
-        "dagster/asset_partition_range_start": day_ticker_key(first, tickers[0]),
-        "dagster/asset_partition_range_end": day_ticker_key(last, tickers[-1]),
-    }
 
 
 @dg.schedule(

@@ -16,13 +16,16 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from quant_assets.corporate_actions import read_adjusted_bars
-from quant_assets.features import FEATURE_SPEC, FEATURE_TABLE_COLUMNS, create_features
+from quant_assets.features import (
+    FEATURE_SPEC,
+    FEATURE_TABLE_COLUMNS,
+    SESSION_MINUTES,
+    create_features,
+)
 from quant_assets.labels import LabelSpec, triple_barrier_labels
 from quant_assets.market import calendar
 from quant_assets.market.frames import BAR_COLUMNS
 from quant_assets.storage.database import write_to_db
-
-SESSION_MINUTES = 390
 
 
 def history_sessions(bars_needed: int) -> int:

@@ -83,13 +83,7 @@ def raw_bars(
 
 def _span(reports: list[SessionIngest]) -> tuple[pd.Timestamp, pd.Timestamp]:
     days = [r.day for r in reports]
-    first, last = min(days), max(days)
-    return (
-        pd.Timestamp(first).tz_localize(calendar.MARKET_TZ).tz_convert("UTC"),
-        (pd.Timestamp(last) + pd.Timedelta(days=1))
-        .tz_localize(calendar.MARKET_TZ)
-        .tz_convert("UTC"),
-    )
+    return calendar.span_of_days(min(days), max(days))
 
 
 def _metadata(
