@@ -14,7 +14,7 @@ CHROMIUM := /usr/bin/chromium
 
 help:
 	@echo "make demo         set up .venv (Python 3.12) and run the main job on the embedded defaults"
-	@echo "make test         set up .venv and run ruff and the whole test suite (PostgreSQL included)"
+	@echo "make test         set up .venv, run ruff, the import contracts and the whole test suite"
 	@echo "make dagster-dev  open the Dagster UI on the demo's instance (http://127.0.0.1:3000)"
 	@echo "make mlflow-ui    open the MLflow UI on the demo's tracking store (http://127.0.0.1:5000)"
 	@echo "make bench        run every script in benchmarks/"
@@ -33,8 +33,7 @@ demo: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/
 	$(VENV)/bin/quant demo
 
-test: $(STAMP) browser
-	$(VENV)/bin/ruff check .
+test: $(STAMP) browser lint
 	QUANT_REQUIRE_BROWSER=1 $(VENV)/bin/pytest
 
 # The browser test drives Debian's Chromium (Playwright's own browser downloads fail here).
@@ -52,9 +51,11 @@ browser:
 	fi; \
 	rm -f "$$log"; [ -x $(CHROMIUM) ] || { echo "$(CHROMIUM) still missing after apt-get" >&2; exit 1; }
 
+# ruff (lint and format) and the layer contracts of pyproject.toml (import-linter).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 dagster-dev: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/

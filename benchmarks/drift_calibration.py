@@ -35,17 +35,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quant_assets.features import FEATURE_SPEC
+from quant_assets.drift import replay
+from quant_assets.drift.reference import concept_baseline_from_probs, reference_stats_from_frame
+from quant_assets.drift.replay import rolling_windows
+from quant_assets.drift.report import evaluate_window
+from quant_assets.drift.thresholds import DriftThresholds
+from quant_assets.features.spec import FEATURE_SPEC
 from quant_assets.market import calendar
-from quant_assets.monitoring import (
-    DriftThresholds,
-    concept_baseline_from_probs,
-    evaluate_window,
-    reference_stats_from_frame,
-    replay,
-    rolling_windows,
-)
-from quant_assets_tests.monitoring.helpers import market_features, sessions_slice, standin_probs
+from quant_assets_tests.drift.helpers import market_features, sessions_slice, standin_probs
 
 N_TICKERS = 20
 TICKERS = tuple(f"T{k:02d}" for k in range(N_TICKERS))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pandas_ta as ta
 
-from quant_assets.features import create_features
+from quant_assets.features.indicators import create_features
 from quant_assets.market import calendar
 
 N_TICKERS, N_SESSIONS, REPEATS, GOAL = 20, 60, 5, 2.0

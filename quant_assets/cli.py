@@ -11,7 +11,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from quant_assets.deployment.cli import add_registry_parser, run_registry_command
+from quant_assets.deployment.registry_cli import add_registry_parser, run_registry_command
 from quant_assets.settings import Settings
 
 console = Console()
@@ -109,9 +109,10 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
     """``quant ingest``: the live poller; with ``--replay`` the same loop on a simulated clock."""
     from contextlib import ExitStack
 
-    from quant_assets.defs.resources import MarketSourceResource
     from quant_assets.ingestion.poller import Poller, PollerConfig
-    from quant_assets.ingestion.replay import AsOfSource, parse_time, replay
+    from quant_assets.ingestion.poller_replay import AsOfSource, parse_time, replay
+    from quant_assets.market.factory import source_from_settings
+    from quant_assets.runner import poller_reporter
     from quant_assets.storage.database import get_engine
 
     tickers = (
@@ -126,25 +127,29 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
         lookback_minutes=args.lookback,
         buffer_max_rows=args.buffer_rows,
     )
-    market = MarketSourceResource.from_settings(settings)
 
     def engine_factory():  # an Engine (sqlalchemy imported lazily)
         return get_engine(settings)
 
     with ExitStack() as stack:
-        instance = _dagster_instance(settings, args.dagster, stack)
+        reporter = poller_reporter(settings, args.dagster, stack)
         console.print(
-            f"database {settings.safe_url()}; source {market.source}; "
+            f"database {settings.safe_url()}; source {settings.source}; "
             f"{len(config.tickers)} tickers; Dagster events "
-            f"{'on' if instance is not None else 'off'}"
+            f"{'on' if reporter is not None else 'off'}"
         )
         if args.replay:
-            if market.source != "synthetic":
+            if settings.source != "synthetic":
                 console.print("[red]--replay needs the synthetic market (QUANT_SOURCE=synthetic)")
                 return 2
             start, end = (parse_time(t) for t in args.replay)
             result = replay(
-                market.get_source(), start, end, engine_factory, config, instance=instance
+                source_from_settings(settings),
+                start,
+                end,
+                engine_factory,
+                config,
+                reporter=reporter,
             )
             _print_counters(result.stats.as_dict(), "replay")
             console.print(f"replayed {start} .. {end} (UTC)")
@@ -153,29 +158,15 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
                 f"({result.speedup:,.0f}x)"
             )
             return 0
-        source = market.get_source()
-        if market.source == "synthetic":
+        source = source_from_settings(settings)
+        if settings.source == "synthetic":
             # The synthetic market knows the whole year: show it as a live feed would.
             source = AsOfSource(source, lambda: pd.Timestamp.now(tz="UTC"))
-        poller = Poller(config, source, engine_factory, instance=instance)
+        poller = Poller(config, source, engine_factory, reporter=reporter)
         with poller.handle_signals():
             stats = poller.run()
         _print_counters(stats.as_dict(), "poller stopped")
     return 0
-
-
-def _dagster_instance(settings: Settings, mode: str, stack: object):  # -> DagsterInstance | None
-    """The Dagster instance for runless events: ``on``, ``off`` or ``auto`` (DAGSTER_HOME set)."""
-    import os
-
-    if mode == "off" or (mode == "auto" and not os.environ.get("DAGSTER_HOME")):
-        return None
-    import dagster as dg
-
-    from quant_assets.runner import ensure_dagster_home
-
-    ensure_dagster_home(settings)
-    return stack.enter_context(dg.DagsterInstance.get())  # type: ignore[attr-defined]
 
 
 def _print_counters(counters: dict[str, int], title: str) -> None:
@@ -189,16 +180,18 @@ def _print_counters(counters: dict[str, int], title: str) -> None:
 
 def run_backfill(settings: Settings, list_only: bool, limit: int | None) -> int:
     """``quant backfill``: settle the open queue now (a raw_bars run per partition lacking bars)."""
-    from quant_assets.defs.resources import MarketSourceResource
+    from rich.progress import Progress
+
     from quant_assets.ingestion import backfill_queue as queue
+    from quant_assets.market.factory import source_from_settings
+    from quant_assets.runner import backfill_now
     from quant_assets.storage.database import get_engine
 
     engine = get_engine(settings)
     open_entries = queue.entries(engine, queue.OPEN_STATUSES, limit=limit)
     counts = queue.status_counts(engine)
     console.print(
-        "backfill queue: "
-        + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty")
+        "backfill queue: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty")
     )
     if list_only:
         table = Table(title="open backfill_queue entries")
@@ -213,51 +206,28 @@ def run_backfill(settings: Settings, list_only: bool, limit: int | None) -> int:
         return 0
     if not open_entries:
         return 0
-    from quant_assets.runner import ensure_dagster_home
-
-    ensure_dagster_home(settings)
-    import dagster as dg
-    from rich.progress import Progress
-
-    from quant_assets.definitions import defs
-    from quant_assets.defs.partitions import day_ticker_key, day_ticker_partitions
-    from quant_assets.defs.sensors import GAP_IDS_TAG
-
-    market = MarketSourceResource.from_settings(settings)
-    job = defs.resolve_job_def("ingest_raw_bars")
-    partitions = queue.by_partition(open_entries)
-    with dg.DagsterInstance.get() as instance, Progress(console=console) as progress:
-        task = progress.add_task("backfilling partitions", total=len(partitions))
-
-        def run_partition(ticker: str, day: pd.Timestamp, missing: list[queue.GapEntry]) -> bool:
-            key = str(day_ticker_key(day, ticker))
-            if not day_ticker_partitions.has_partition_key(key):
-                console.print(f"[yellow]no raw_bars partition {key}; skipped")
-                return False
-            ids = ",".join(str(e.id) for e in missing)
-            result = job.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False,
-                tags={GAP_IDS_TAG: ids[:200]},
-            )  # fmt: skip
-            return result.success
-
-        report = queue.backfill(
+    with Progress(console=console) as progress:
+        task = progress.add_task(
+            "backfilling partitions", total=len(queue.by_partition(open_entries))
+        )
+        report = backfill_now(
+            settings,
             engine,
-            market.get_source(),
-            market.tickers,
+            source_from_settings(settings),
+            settings.tickers,
             open_entries,
-            run_partition,
             on_partition=lambda *_: progress.advance(task),
+            skipped=lambda key: console.print(f"[yellow]no raw_bars partition {key}; skipped"),
         )
     _print_counters(report.__dict__, "quant backfill")
     return 0 if report.failed_runs == 0 else 1
 
 
 def run_export_features(settings: Settings, args: argparse.Namespace) -> int:
-    """``quant export-features``: the sample CSV and its spec (see ``quant_assets.export``)."""
+    """``quant export-features``: the sample CSV and its spec (``quant_assets.feature_export``)."""
     from pathlib import Path
 
-    from quant_assets.export import (
+    from quant_assets.feature_export import (
         NoFeatureRowsError,
         default_out_path,
         export_features,
@@ -266,7 +236,7 @@ def run_export_features(settings: Settings, args: argparse.Namespace) -> int:
     from quant_assets.storage.database import get_engine
 
     try:
-        out = Path(args.out) if args.out else default_out_path(settings.home, args.start, args.end)
+        out = Path(args.out) if args.out else default_out_path(settings, args.start, args.end)
         result = export_features(
             get_engine(settings), args.start, args.end, out, parse_tickers(args.tickers)
         )

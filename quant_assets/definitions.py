@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from quant_assets.defs.assets.champion import champion_file_valid, champion_model
-from quant_assets.defs.assets.corporate_actions import (
+from quant_assets.defs.corporate_actions import (
     adjusted_bars,
     adjusted_bars_rebuild_sensor,
     corporate_actions,
@@ -13,23 +12,29 @@ from quant_assets.defs.assets.corporate_actions import (
     premarket_corporate_actions_schedule,
     rebuild_adjusted_bars_job,
 )
-from quant_assets.defs.assets.features import features, labels
-from quant_assets.defs.assets.monitoring import drift_report, live_predictions
-from quant_assets.defs.assets.raw_bars import raw_bars
-from quant_assets.defs.assets.training import training_assets
-from quant_assets.defs.jobs import daily_tables_job, ingest_raw_bars_job
-from quant_assets.defs.mlflow_resource import MlflowResource
-from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
-from quant_assets.defs.rollback import champion_reload_sensor, drift_rollback_sensor, rollback_job
-from quant_assets.defs.schedules import (
+from quant_assets.defs.deployment import (
+    champion_file_valid,
+    champion_model,
+    champion_reload_sensor,
+    drift_rollback_sensor,
+    rollback_job,
+)
+from quant_assets.defs.features import daily_tables_job, features, labels
+from quant_assets.defs.ingestion import (
     after_close_backfill_schedule,
     gap_backfill_job,
+    gap_backfill_sensor,
+    ingest_raw_bars_job,
+    raw_bars,
+)
+from quant_assets.defs.monitoring import (
+    drift_report,
     live_monitoring_job,
     live_monitoring_schedule,
-    nightly_job,
-    nightly_retraining_schedule,
+    live_predictions,
 )
-from quant_assets.defs.sensors import gap_backfill_sensor
+from quant_assets.defs.resources import DatabaseResource, MarketSourceResource, MlflowResource
+from quant_assets.defs.training import nightly_job, nightly_retraining_schedule, training_assets
 
 defs = dg.Definitions(
     assets=[

@@ -84,7 +84,7 @@ def run_demo(settings: Settings, start: str | None, end: str | None, dagster_hom
     summary = _summary(settings, results, first, last, dagster_home)
     summary["models"] = model_summary(settings) if results[-1].success else {}
     _print_summary(summary)
-    path = settings.home / "demo_summary.json"
+    path = settings.demo_summary_path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=2, default=str))
     console.print(f"summary written to {path}")
@@ -104,8 +104,13 @@ def _summary(
     counts = {
         table: int(read_from_db(f"SELECT COUNT(*) AS n FROM {table}", engine)["n"].iloc[0])
         for table in (
-            "price_data", "corporate_actions", "adjusted_bars", "features", "labels",
-            "predictions", "drift_reports",
+            "price_data",
+            "corporate_actions",
+            "adjusted_bars",
+            "features",
+            "labels",
+            "predictions",
+            "drift_reports",
         )
     }
     balance = read_from_db(
@@ -170,12 +175,12 @@ def replay_live_session(
 ) -> LiveOutcome:
     """Replay ``day`` through the live poller in 30-minute steps; after each step run the
     live_monitoring job (champion scoring + drift report) at that simulated time."""
-    from quant_assets.defs.resources import MarketSourceResource
     from quant_assets.ingestion.poller import PollerConfig
-    from quant_assets.ingestion.replay import replay
+    from quant_assets.ingestion.poller_replay import replay
+    from quant_assets.market.factory import source_from_settings
     from quant_assets.storage.database import get_engine
 
-    market = MarketSourceResource.from_settings(settings).get_source()
+    market = source_from_settings(settings)
     config = PollerConfig.from_settings(settings)
     open_, close = calendar.session_bounds(day)
     job = defs.resolve_job_def("live_monitoring")
@@ -205,24 +210,23 @@ def replay_live_session(
 
 def model_summary(settings: Settings) -> dict[str, object]:
     """Champion, test macro-F1 of both models and of every baseline and the oracle, files."""
-    from quant_assets.defs.assets.training import DATASET_FILE, datasets_dir
-    from quant_assets.defs.resources import MarketSourceResource
     from quant_assets.deployment.registry import ModelRegistry
+    from quant_assets.market.factory import source_from_settings
     from quant_assets.models.baselines import baseline_predictions
-    from quant_assets.models.bundle import list_bundles, load_bundle
+    from quant_assets.models.bundle import ARCHS, list_bundles, load_bundle
     from quant_assets.models.dataset import TrainingDataset
     from quant_assets.models.training import classification_metrics
     from quant_assets.storage.database import get_engine, read_from_db
 
     registry = ModelRegistry.from_settings(settings)
     champion = registry.champion()
-    dataset = TrainingDataset.load(datasets_dir(settings) / DATASET_FILE)
+    dataset = TrainingDataset.load(settings.training_dataset_path)
     y = dataset.y("test")
-    market = MarketSourceResource.from_settings(settings).get_source()
+    market = source_from_settings(settings)
     scores: dict[str, float] = {}
     files: dict[str, str] = {}
-    for arch in ("lstm", "transformer"):
-        bundles = list_bundles(settings.home / "models", arch)
+    for arch in ARCHS:
+        bundles = list_bundles(settings.models_dir, arch)
         if bundles:
             bundle = load_bundle(bundles[-1])
             scores[bundle.name] = float(bundle.metrics["test"]["macro_f1_updown"])

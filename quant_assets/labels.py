@@ -1,4 +1,4 @@
-"""Triple-barrier labels of 1-minute bars (López de Prado), with the seed's 0 at the vertical.
+"""Triple-barrier labels of 1-minute bars (López de Prado), with the plan's 0 at the vertical.
 
 The contract of ``triple_barrier_labels`` (bars of one or many tickers):
 
@@ -37,6 +37,11 @@ import pandas as pd
 from numba import njit
 
 from quant_assets.market.calendar import MARKET_TZ
+
+# The three classes, in the order of every model's softmax outputs and probability columns.
+DOWN, NEUTRAL, UP = -1, 0, 1
+CLASS_ORDER: tuple[int, int, int] = (DOWN, NEUTRAL, UP)
+CLASS_NAMES: tuple[str, str, str] = ("down", "flat", "up")
 
 Touch = Literal["close", "high_low"]
 TOUCH_MODES: tuple[str, ...] = ("close", "high_low")

@@ -1,14 +1,24 @@
-"""Run jobs of the project's Definitions in this process, on the DAGSTER_HOME instance."""
+"""Run the project's Dagster jobs from ``quant`` commands, in this process, on the DAGSTER_HOME
+instance: a range of partitions as one run, a gap backfill partition by partition, the
+instance the live poller reports to."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from sqlalchemy import Engine
 
-from quant_assets.defs.partitions import range_tags
+from quant_assets.defs.ingestion import GAP_IDS_TAG
+from quant_assets.defs.partitions import day_ticker_key, day_ticker_partitions, range_tags
+from quant_assets.defs.runless import runless_reporter
+from quant_assets.ingestion import backfill_queue as queue
+from quant_assets.ingestion.poller import BarsReporter
+from quant_assets.market.sources import MarketSource
 from quant_assets.settings import Settings
 
 DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -41,3 +51,47 @@ def run_partition_range(
     return job.execute_in_process(
         run_config=run_config, instance=instance, tags=tags, raise_on_error=True
     )
+
+
+def poller_reporter(
+    settings: Settings, mode: str, stack: contextlib.ExitStack
+) -> BarsReporter | None:
+    """The live poller's runless-event reporter: ``on``, ``off`` or ``auto`` (DAGSTER_HOME set)."""
+    if mode == "off" or (mode == "auto" and not os.environ.get("DAGSTER_HOME")):
+        return None
+    ensure_dagster_home(settings)
+    return runless_reporter(stack.enter_context(dg.DagsterInstance.get()))
+
+
+def backfill_now(
+    settings: Settings,
+    engine: Engine,
+    source: MarketSource,
+    tickers: tuple[str, ...],
+    entries: list[queue.GapEntry],
+    on_partition: Callable[[str, pd.Timestamp], None] | None = None,
+    skipped: Callable[[str], None] | None = None,
+) -> queue.BackfillReport:
+    """Settle the queue entries now, one ``ingest_raw_bars`` run per partition lacking bars."""
+    from quant_assets.definitions import defs
+
+    ensure_dagster_home(settings)
+    job = defs.resolve_job_def("ingest_raw_bars")
+    with dg.DagsterInstance.get() as instance:
+
+        def run_partition(ticker: str, day: pd.Timestamp, missing: list[queue.GapEntry]) -> bool:
+            key = str(day_ticker_key(day, ticker))
+            if not day_ticker_partitions.has_partition_key(key):
+                if skipped is not None:
+                    skipped(key)
+                return False
+            ids = ",".join(str(e.id) for e in missing)
+            result = job.execute_in_process(
+                partition_key=key,
+                instance=instance,
+                raise_on_error=False,
+                tags={GAP_IDS_TAG: ids[:200]},
+            )
+            return result.success
+
+        return queue.backfill(engine, source, tickers, entries, run_partition, on_partition)

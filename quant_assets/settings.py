@@ -1,20 +1,36 @@
-"""All configuration, read from the environment or a ``.env`` file (pydantic-settings).
+"""All configuration and data paths, read from the environment or a ``.env`` file.
 
 Every project setting is named ``QUANT_<FIELD>`` (e.g. ``QUANT_HOME``, ``QUANT_TICKERS``); the
-database may also be given with the seed's plain names ``DB_HOST``, ``DB_USER``,
+database may also be given with the original plan's plain names ``DB_HOST``, ``DB_USER``,
 ``DB_PASSWORD``, ``DB_NAME``, ``DB_PORT``. With nothing set the project runs embedded: an SQLite
-file under ``QUANT_HOME`` (default ``./.quant``) and the synthetic market as data source.
+file under ``QUANT_HOME`` (default ``./.quant``) and the synthetic market as data source. Every
+file the project writes lies under ``QUANT_HOME``, at a path named here.
+
+The pure core's own parameter sets (``TrainingConfig``, ``DriftThresholds``) are frozen
+dataclasses; ``env_overrides`` reads their ``QUANT_TRAIN_*`` / ``QUANT_DRIFT_*`` overrides with the
+same pydantic-settings machinery, so there is one way to configure anything.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Mapping
 from datetime import date
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -40,7 +56,8 @@ DEFAULT_TICKERS: tuple[str, ...] = (
     "PEP",
     "COST",
 )
-# Characters Dagster refuses in static partition keys (STACK_NOTES.md), plus whitespace.
+TRAINING_DATASET = Path("datasets") / "training_dataset.npz"  # relative to QUANT_HOME
+# Characters Dagster refuses in static partition keys, plus whitespace.
 _FORBIDDEN_TICKER_CHARS = set("|[],") | {" ", "\t"}
 
 
@@ -70,6 +87,7 @@ class Settings(BaseSettings):
     # Market data.
     tickers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_TICKERS
     source: Literal["synthetic", "yfinance"] = "synthetic"
+    yfinance_min_interval_s: float = Field(1.0, gt=0)  # calls to Yahoo at least this far apart
     poll_interval_s: float = Field(30.0, gt=0)
     poll_jitter_s: float = Field(3.0, ge=0)
     partitions_start: date = date(2026, 1, 2)
@@ -149,12 +167,72 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
 
     @property
+    def mlflow_artifact_root(self) -> Path:
+        """Where MLflow keeps the artifacts of experiments it creates."""
+        return self.home / "mlflow-artifacts"
+
+    @property
     def model_config_path(self) -> Path:
         """Where the deployment registry (model_config.json) lives."""
         return self.home / "config" / "model_config.json"
+
+    @property
+    def models_dir(self) -> Path:
+        """Model bundles, one folder ``{arch}_v{N}`` each."""
+        return self.home / "models"
+
+    @property
+    def training_dataset_path(self) -> Path:
+        """The training dataset the model assets and the champion validation read."""
+        return self.home / TRAINING_DATASET
+
+    @property
+    def exports_dir(self) -> Path:
+        """Default folder of ``quant export-features``."""
+        return self.home / "exports"
+
+    @property
+    def demo_summary_path(self) -> Path:
+        """What ``quant demo`` writes at the end."""
+        return self.home / "demo_summary.json"
 
 
 @cache
 def get_settings() -> Settings:
     """The process's settings, read once from the environment."""
     return Settings()
+
+
+class _Overrides(BaseSettings):
+    # No defaults are validated: only what the environment sets is read and returned.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", env_parse_none_str="none", validate_default=False
+    )
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Name → resolved type of each field of a dataclass (in declaration order)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def env_overrides(prefix: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``fields`` (name → type) set in the environment or ``.env`` as ``{prefix}{NAME}``.
+
+    Values are parsed and checked by pydantic-settings like every other setting (``none`` is
+    None, ``true``/``false``/``1``/``0`` are booleans); a bad one raises ValueError naming the
+    variable.
+    """
+    model = create_model(
+        f"{prefix.title().replace('_', '')}Overrides",
+        __base__=_Overrides,
+        **{name: (kind, None) for name, kind in fields.items()},
+    )
+    try:
+        values = model(_env_prefix=prefix)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{prefix}{str(e['loc'][0]).upper()}={e['input']!r}: {e['msg']}" for e in err.errors()
+        )
+        raise ValueError(problems) from None
+    return values.model_dump(exclude_unset=True)

@@ -11,7 +11,7 @@ part has a "none yet" form, so the command works on an empty database and a fres
   still open (pending + requested);
 * the champion in ``model_config.json`` (``deployment.registry``): name, when and why it was
   promoted, its validation metrics; a registry that cannot be read is reported, not raised;
-* the latest drift level, from a ``drift_reports`` table when one exists.
+* the latest drift evaluation (``monitoring.drift_monitor.latest_evaluation``).
 """
 
 from __future__ import annotations
@@ -25,19 +25,17 @@ import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import Engine, MetaData, func, inspect, select
-from sqlalchemy import Table as SATable
+from sqlalchemy import Engine, func, select
 
+from quant_assets.deployment.registry import ModelRegistry
+from quant_assets.ingestion import backfill_queue as queue
+from quant_assets.monitoring.drift_monitor import latest_evaluation
 from quant_assets.settings import Settings
-from quant_assets.storage.database import to_utc
+from quant_assets.storage.database import get_engine, to_utc
 from quant_assets.storage.schema import adjusted_bars, features, labels, price_data
 
 NONE_YET = "none yet"
 QUEUE_STATUSES: tuple[str, ...] = ("pending", "requested", "done", "unfillable")
-DRIFT_TABLE = "drift_reports"
-# Columns a drift_reports table may order its rows by, most specific first.
-_DRIFT_TIME_COLUMNS = ("evaluated_at", "created_at", "reported_at", "window_end", "ts", "at")
-_DRIFT_DETAIL_COLUMNS = ("model", "share_drifted", "data_level", "rollback", "reason")
 _REASON_CHARS = 160
 
 
@@ -74,7 +72,7 @@ class QueueStatus:
 
 @dataclass(frozen=True)
 class ChampionStatus:
-    """The registry's champion. ``state`` as ``RegistryStatus.state`` or ``unavailable``."""
+    """The registry's champion; ``state`` as ``RegistryStatus.state``."""
 
     state: str
     message: str
@@ -121,8 +119,6 @@ def gather_status(
 ) -> StatusReport:
     """Collect the status of the configured database and home (see the module docstring)."""
     if engine is None:
-        from quant_assets.storage.database import get_engine
-
         engine = get_engine(settings)
     now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now).tz_convert("UTC")
     return StatusReport(
@@ -163,8 +159,6 @@ def freshness(engine: Engine, tickers: Sequence[str], now: pd.Timestamp) -> list
 
 def queue_status(engine: Engine) -> QueueStatus:
     """Entries per status (every status listed, 0 when none) and the open minutes."""
-    from quant_assets.ingestion import backfill_queue as queue
-
     counts = queue.status_counts(engine)
     ordered = {s: counts.get(s, 0) for s in QUEUE_STATUSES}
     ordered.update({s: n for s, n in counts.items() if s not in ordered})
@@ -178,10 +172,6 @@ def queue_status(engine: Engine) -> QueueStatus:
 
 def champion_status(settings: Settings) -> ChampionStatus:
     """The champion from ``model_config.json``; never raises for a missing or bad file."""
-    try:
-        from quant_assets.deployment.registry import ModelRegistry
-    except ImportError:  # the deployment package is optional for this report
-        return ChampionStatus("unavailable", "no champion yet (no deployment registry)")
     status = ModelRegistry.from_settings(settings).status()
     cfg = status.config
     if cfg is None or cfg.champion is None:
@@ -201,28 +191,21 @@ def champion_status(settings: Settings) -> ChampionStatus:
 
 
 def drift_status(engine: Engine) -> DriftStatus:
-    """The newest row of the ``drift_reports`` table (read by reflection, so any layout with a
-    ``level`` column and a time column works), or "no drift report yet"."""
-    if not inspect(engine).has_table(DRIFT_TABLE):
-        return DriftStatus(None, message="no drift report yet")
-    table = SATable(DRIFT_TABLE, MetaData(), autoload_with=engine)
-    cols = table.c
-    if "level" not in cols:
-        return DriftStatus(None, message=f"{DRIFT_TABLE} has no level column")
-    time_col = next((c for c in _DRIFT_TIME_COLUMNS if c in cols), None)
-    order = cols[time_col] if time_col else next(iter(table.primary_key.columns), cols.level)
-    with engine.connect() as conn:
-        row = conn.execute(select(table).order_by(order.desc()).limit(1)).mappings().first()
+    """The newest drift evaluation, or "no drift report yet"."""
+    row = latest_evaluation(engine)
     if row is None:
         return DriftStatus(None, message="no drift report yet")
-    at = _utc(row[time_col]) if time_col and row[time_col] is not None else None
-    details = {c: row[c] for c in _DRIFT_DETAIL_COLUMNS if c in row and row[c] is not None}
-    level = row["level"]
+    details = {
+        "model": row.model,
+        "share_drifted": row.share_drifted,
+        "rollback": row.rollback,
+        "reason": row.reason,
+    }
     return DriftStatus(
-        None if level is None else str(level),
-        at=at,
-        details=details,
-        message="latest report not evaluated (too few rows)" if level is None else "",
+        row.level,
+        at=row.evaluated_at,
+        details={k: v for k, v in details.items() if v is not None},
+        message="latest report not evaluated (too few rows)" if row.level is None else "",
     )
 
 
@@ -280,7 +263,7 @@ def _render_queue(queue: QueueStatus, console: Console) -> None:
 
 def _render_champion(champ: ChampionStatus, path: str, console: Console) -> None:
     if champ.name is None:
-        style = "" if champ.state in ("ok", "first_run", "unavailable") else "[red]"
+        style = "" if champ.state in ("ok", "first_run") else "[red]"
         console.print(f"champion: {style}{escape(champ.message)}")
         return
     table = Table(title=f"champion {champ.name}  (model_config.json revision {champ.revision})")

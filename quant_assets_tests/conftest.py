@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
-import psycopg2
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine
@@ -13,6 +11,7 @@ from sqlalchemy import Engine
 from quant_assets.settings import Settings
 from quant_assets.storage.database import create_db_engine, dispose_engines
 from quant_assets.storage.ephemeral_postgres import EphemeralPostgres
+from quant_assets_tests.helpers import new_pg_database
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -23,20 +22,6 @@ def pg_server() -> Iterator[EphemeralPostgres]:
     server = EphemeralPostgres(database="postgres").start()
     yield server
     server.stop()
-
-
-def new_pg_database(server: EphemeralPostgres) -> str:
-    """Create an empty database on the test server; return its URL (with password)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(
-        host="127.0.0.1", port=server.port, user="postgres", password=server.password,
-        dbname="postgres",
-    )
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return server.url.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture

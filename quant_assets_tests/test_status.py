@@ -18,7 +18,7 @@ from quant_assets.status import NONE_YET, StatusReport, gather_status, render_st
 from quant_assets.storage.database import get_engine, read_from_db
 from quant_assets.storage.schema import TABLES
 from quant_assets_tests.deployment.helpers import make_model_file
-from quant_assets_tests.test_export import populate
+from quant_assets_tests.helpers import populate
 
 NOW = pd.Timestamp("2026-09-08 14:00", tz="UTC")
 TICKERS = ("AAPL", "MSFT")

@@ -6,10 +6,6 @@ from collections.abc import Iterable, Sequence
 
 import dagster as dg
 import pandas as pd
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from quant_assets.market.calendar import MARKET_TZ
 from quant_assets.settings import get_settings
@@ -17,6 +13,10 @@ from quant_assets.settings import get_settings
 DATE_DIM = "date"
 TICKER_DIM = "ticker"
 DATE_FMT = "%Y-%m-%d"
+# The run tags by which Dagster's own backfills make one run cover a range of partitions
+# (``RunRequest.partition_key_range`` reads them); Dagster exports no name for them.
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 # Weekdays, not only sessions: a holiday is a partition that materializes empty and valid, so
 # the grid has no unexplained holes and backfills need no calendar of their own.
@@ -54,6 +54,6 @@ def range_tags(
     """Run tags that make one run cover sessions first … last × all tickers (a rectangle)."""
     tickers = list(tickers or get_settings().tickers)
     return {
-        ASSET_PARTITION_RANGE_START_TAG: day_ticker_key(first, tickers[0]),
-        ASSET_PARTITION_RANGE_END_TAG: day_ticker_key(last, tickers[-1]),
+        PARTITION_RANGE_START_TAG: day_ticker_key(first, tickers[0]),
+        PARTITION_RANGE_END_TAG: day_ticker_key(last, tickers[-1]),
     }

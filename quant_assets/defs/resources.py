@@ -1,20 +1,27 @@
-"""Dagster resources: the database and the market source (configuration only, no secrets).
+"""Dagster resources: the database, the market source and MLflow (configuration only, no secrets).
 
-Neither resource takes a password or URL as config: Dagster shows resource config in the UI and
+No resource takes a password or URL as config: Dagster shows resource config in the UI and
 stores it in run records. The database URL comes from the environment (settings) at run time.
+Each resource delegates to the core: ``storage.database.get_engine``,
+``market.factory.source_from_settings`` and ``tracking``.
 """
 
 from __future__ import annotations
 
-from functools import cache
+import contextlib
+from collections.abc import Iterator, Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 from sqlalchemy import Engine
 
-from quant_assets.market.sources import MarketSource, YFinanceSource
-from quant_assets.market.synthetic import SyntheticConfig, SyntheticMarket
+from quant_assets import tracking
+from quant_assets.market.factory import source_from_settings
+from quant_assets.market.sources import MarketSource
 from quant_assets.settings import Settings, get_settings
 from quant_assets.storage.database import get_engine
 
@@ -39,59 +46,82 @@ class DatabaseResource(dg.ConfigurableResource):
 _DEFAULTS = Settings.model_fields
 
 
-class MarketSourceResource(dg.ConfigurableResource):
-    """Where bars and corporate actions come from: ``synthetic`` (default) or ``yfinance``."""
+def _config_value(value: Any) -> Any:
+    """A settings value in the form a resource field holds it (dates and times as ISO text)."""
+    if isinstance(value, date | pd.Timestamp):
+        return value.isoformat()
+    return list(value) if isinstance(value, tuple) else value
 
-    source: str = "synthetic"
+
+class MarketSourceResource(dg.ConfigurableResource):
+    """Where bars and corporate actions come from: ``synthetic`` (default) or ``yfinance``.
+
+    The fields are the market settings of the same names (``QUANT_SOURCE``, ``QUANT_TICKERS``,
+    ``QUANT_SYNTHETIC_*``, …); their defaults are the settings' own defaults, not the
+    environment's values, so a run's config says exactly which market it read.
+    """
+
+    source: str = _DEFAULTS["source"].default
     tickers: list[str] = Field(default_factory=lambda: list(get_settings().tickers))
-    # Defaults are the settings' own defaults (one place), not the environment's values.
     synthetic_seed: int = _DEFAULTS["synthetic_seed"].default
     synthetic_signal: float = _DEFAULTS["synthetic_signal"].default
     synthetic_missing_rate: float = _DEFAULTS["synthetic_missing_rate"].default
     synthetic_start: str = _DEFAULTS["synthetic_start"].default.isoformat()
     synthetic_end: str = _DEFAULTS["synthetic_end"].default.isoformat()
     synthetic_regime_shift_at: str | None = None
-    yfinance_min_interval_s: float = 1.0
+    yfinance_min_interval_s: float = _DEFAULTS["yfinance_min_interval_s"].default
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> MarketSourceResource:
         """The resource configured from QUANT_* settings."""
         s = settings or get_settings()
-        shift = s.synthetic_regime_shift_at
-        return cls(
-            source=s.source,
-            tickers=list(s.tickers),
-            synthetic_seed=s.synthetic_seed,
-            synthetic_signal=s.synthetic_signal,
-            synthetic_missing_rate=s.synthetic_missing_rate,
-            synthetic_start=s.synthetic_start.isoformat(),
-            synthetic_end=s.synthetic_end.isoformat(),
-            synthetic_regime_shift_at=None if shift is None else shift.isoformat(),
-        )
+        return cls(**{name: _config_value(getattr(s, name)) for name in cls.model_fields})
 
-    def synthetic_config(self) -> SyntheticConfig:
-        """The synthetic market's configuration."""
-        shift = self.synthetic_regime_shift_at
-        return SyntheticConfig(
-            seed=self.synthetic_seed,
-            tickers=tuple(self.tickers),
-            start=self.synthetic_start,
-            end=self.synthetic_end,
-            signal=self.synthetic_signal,
-            missing_rate=self.synthetic_missing_rate,
-            regime_shift_at=None if shift is None else pd.Timestamp(shift),
-        )
+    def settings(self) -> Settings:
+        """The environment's settings with this resource's market fields."""
+        return Settings(**self.model_dump())
 
     def get_source(self) -> MarketSource:
         """The configured source (a synthetic market is built once per process and config)."""
-        if self.source == "synthetic":
-            return _synthetic_market(self.synthetic_config())
-        if self.source == "yfinance":
-            return YFinanceSource(min_interval_s=self.yfinance_min_interval_s)
-        raise ValueError(f"unknown market source {self.source!r}; use 'synthetic' or 'yfinance'")
+        return source_from_settings(self.settings())
 
 
-@cache
-def _synthetic_market(config: SyntheticConfig) -> SyntheticMarket:
-    # The simulation is deterministic and costly to rebuild; share it between runs in a process.
-    return SyntheticMarket(config)
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking + model registry (defaults: the SQLite store under QUANT_HOME).
+
+    Set ``tracking_uri`` (e.g. ``http://mlflow:5000``) to use a server; ``make mlflow-ui``
+    opens the embedded store.
+    """
+
+    tracking_uri: str | None = None  # None: Settings().mlflow_tracking_uri
+    artifact_root: str | None = None  # None: Settings().mlflow_artifact_root (new experiments)
+    experiment_name: str = tracking.EXPERIMENT
+    registered_model_prefix: str = tracking.MODEL_PREFIX
+
+    def resolved_tracking_uri(self) -> str:
+        """The store this resource writes to."""
+        return self.tracking_uri or Settings().mlflow_tracking_uri
+
+    def registered_model_name(self, arch: str) -> str:
+        """The registered model of one architecture's training runs."""
+        return tracking.registered_model_name(arch, self.registered_model_prefix)
+
+    @contextlib.contextmanager
+    def start_run(
+        self, run_name: str, tags: Mapping[str, Any] | None = None
+    ) -> Iterator[tracking.MlflowRun]:
+        """A run that ends FINISHED, or FAILED when the block raises."""
+        uri = self.resolved_tracking_uri()
+        client = tracking.tracking_client(uri)
+        root = Path(self.artifact_root) if self.artifact_root else Settings().mlflow_artifact_root
+        experiment = tracking.experiment_id(client, self.experiment_name, root, uri)
+        run = client.create_run(
+            experiment, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()}
+        )
+        handle = tracking.MlflowRun(client, run.info.run_id, experiment)
+        try:
+            yield handle
+        except BaseException:
+            client.set_terminated(handle.run_id, "FAILED")
+            raise
+        client.set_terminated(handle.run_id, "FINISHED")

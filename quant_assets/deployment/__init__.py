@@ -1,40 +1,14 @@
-"""Deployment: the ``model_config.json`` registry and champion/challenger validation.
+"""Deployment: which model serves, how a challenger earns the slot, and how it loses it.
 
-* ``registry``     — the documented, validated ``model_config.json`` (atomic, locked, journaled),
-  ``promote``, ``rollback``, ``recover_from_history``.
-* ``validation``   — metrics, the paired block bootstrap and the promotion decision (pure numpy).
-* ``scoring``      — score model bundles (their TFLite files) on one validation set.
-* ``mlflow_alias`` — keep the MLflow registry alias ``champion`` in step with the config.
+* ``model_config``  — the schema of ``model_config.json`` and its errors.
+* ``registry``      — ``ModelRegistry``: the file, atomic, locked and journaled.
+* ``champion``      — promote, roll back, recover (the one path that changes the champion, with
+  the MLflow alias mirrored after each change by ``mlflow_alias``).
+* ``outcomes``      — what those operations did.
+* ``decision``      — metrics, the paired block bootstrap and the promotion rule (pure numpy).
+* ``scoring``       — score model bundles (their TFLite files) on one validation set.
+* ``validate_model``— the whole nightly gate (the plan's ``validate_model.py``).
+* ``registry_cli``  — ``quant registry …``.
 
 Importing this package imports neither MLflow nor TensorFlow.
 """
-
-from quant_assets.deployment.registry import (
-    ModelConfig,
-    ModelRef,
-    ModelRegistry,
-    PromoteResult,
-    RecoveryResult,
-    RegistryError,
-    RollbackResult,
-    promote,
-    recover_from_history,
-    rollback,
-)
-from quant_assets.deployment.validation import Decision, DecisionRule, decide
-
-__all__ = [
-    "Decision",
-    "DecisionRule",
-    "ModelConfig",
-    "ModelRef",
-    "ModelRegistry",
-    "PromoteResult",
-    "RecoveryResult",
-    "RegistryError",
-    "RollbackResult",
-    "decide",
-    "promote",
-    "recover_from_history",
-    "rollback",
-]

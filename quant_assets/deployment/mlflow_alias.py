@@ -4,13 +4,13 @@
 the registry. Stages are deprecated in MLflow 3, so only aliases are used; the registry keeps
 no alias history, which is why the history lives in ``model_config.json``. Two aliases:
 
-* ``quant-champion@champion`` (``REGISTERED_MODEL_NAME``): one URI that always names the
+* ``quant-champion@champion`` (``tracking.CHAMPION_MODEL``): one URI that always names the
   deployed model whatever its architecture. Each champion is one version of it, found by its
   tag ``quant_model = {arch}_v{N}`` or created from the training run's registered version
   (same source and run id) or, failing that, from the bundle folder.
 * ``quant-{arch}@champion`` on the version the training asset registered for that bundle
-  (``MlflowResource``: models ``quant-lstm`` / ``quant-transformer``, version tag
-  ``bundle = {arch}_v{N}``); the alias is removed from the other architectures' models.
+  (models ``quant-lstm`` / ``quant-transformer``, version tag ``bundle = {arch}_v{N}``; names in
+  ``tracking``); the alias is removed from the other architectures' models.
 
 Ordering: ``sync_champion_alias`` takes its own lock (``model_config.json.mlflow.lock``, never
 the config lock) and reads the config *inside* it, so when several processes change the
@@ -24,46 +24,37 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
-from quant_assets.deployment.registry import Deployment, ModelRegistry, RegistryError
+from quant_assets.deployment.model_config import Deployment, RegistryError
+from quant_assets.deployment.outcomes import AliasSyncResult
+from quant_assets.deployment.registry import ModelRegistry
+from quant_assets.models.bundle import ARCHS
+from quant_assets.tracking import (
+    BUNDLE_TAG,
+    CHAMPION_ALIAS,
+    CHAMPION_MODEL,
+    MODEL_PREFIX,
+    MODEL_TAG,
+    registered_model_name,
+    tracking_client,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
-REGISTERED_MODEL_NAME = "quant-champion"
-ARCH_MODEL_PREFIX = "quant"  # MlflowResource.registered_model_prefix: quant-lstm, …
-ARCHS: tuple[str, ...] = ("lstm", "transformer")
-ALIAS = "champion"
-MODEL_TAG = "quant_model"
-BUNDLE_TAG = "bundle"  # the tag the training asset puts on its registered versions
-
-
-@dataclass(frozen=True)
-class AliasSyncResult:
-    """What the sync did. ``action``: set | unchanged | deleted | absent | failed."""
-
-    ok: bool
-    action: Literal["set", "unchanged", "deleted", "absent", "failed"]
-    model: str | None
-    model_version: str | None
-    message: str
-    arch_model_version: str | None = None  # quant-{arch} version now aliased, if any
-
 
 def sync_champion_alias(
     registry: ModelRegistry,
     *,
     tracking_uri: str,
-    registered_model: str = REGISTERED_MODEL_NAME,
-    arch_model_prefix: str = ARCH_MODEL_PREFIX,
+    registered_model: str = CHAMPION_MODEL,
+    arch_model_prefix: str = MODEL_PREFIX,
     lock_timeout_s: float = 30.0,
     client: MlflowClient | None = None,
 ) -> AliasSyncResult:
@@ -79,7 +70,7 @@ def sync_champion_alias(
                 return _failed(None, f"config unreadable, alias left as is: {e}")
             name = cfg.champion.model.name if cfg.champion else None
             try:
-                mlflow_client = client or _client(tracking_uri)
+                mlflow_client = client or tracking_client(tracking_uri)
                 result = _sync(
                     mlflow_client, registry, cfg.champion, registered_model, cfg.revision
                 )
@@ -88,7 +79,7 @@ def sync_champion_alias(
             try:
                 arch_version = _sync_arch_models(mlflow_client, cfg.champion, arch_model_prefix)
             except Exception as e:
-                log.warning("per-architecture alias %r not synced: %s", ALIAS, e)
+                log.warning("per-architecture alias %r not synced: %s", CHAMPION_ALIAS, e)
                 arch_version = None
             return AliasSyncResult(
                 result.ok,
@@ -103,23 +94,8 @@ def sync_champion_alias(
 
 
 def _failed(model: str | None, message: str) -> AliasSyncResult:
-    log.warning("MLflow alias %r not synced: %s", ALIAS, message)
+    log.warning("MLflow alias %r not synced: %s", CHAMPION_ALIAS, message)
     return AliasSyncResult(False, "failed", model, None, message)
-
-
-def _client(tracking_uri: str) -> MlflowClient:
-    from mlflow import MlflowClient
-
-    # Like MlflowResource: serialize the creation of a local SQLite store between processes.
-    lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri.removeprefix("sqlite:///"))
-        db.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(db) + ".lock")
-    with lock:
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        client.search_registered_models(max_results=1)  # creates / migrates the schema now
-    return client
 
 
 def _sync(
@@ -146,7 +122,7 @@ def _sync(
     if champion is None:
         if current is None:
             return AliasSyncResult(True, "absent", None, None, "no champion, no alias")
-        client.delete_registered_model_alias(registered_model, ALIAS)
+        client.delete_registered_model_alias(registered_model, CHAMPION_ALIAS)
         client.set_registered_model_tag(registered_model, "config_revision", str(revision))
         return AliasSyncResult(True, "deleted", None, None, f"alias removed (was v{current})")
     version = _version_for(client, registry, champion, registered_model)
@@ -157,13 +133,13 @@ def _sync(
             "unchanged",
             name,
             version,
-            f"{registered_model}@{ALIAS} already v{version} ({name})",
+            f"{registered_model}@{CHAMPION_ALIAS} already v{version} ({name})",
         )
-    client.set_registered_model_alias(registered_model, ALIAS, version)
+    client.set_registered_model_alias(registered_model, CHAMPION_ALIAS, version)
     client.set_registered_model_tag(registered_model, "config_revision", str(revision))
-    log.info("MLflow %s@%s -> v%s (%s)", registered_model, ALIAS, version, name)
+    log.info("MLflow %s@%s -> v%s (%s)", registered_model, CHAMPION_ALIAS, version, name)
     return AliasSyncResult(
-        True, "set", name, version, f"{registered_model}@{ALIAS} -> v{version} ({name})"
+        True, "set", name, version, f"{registered_model}@{CHAMPION_ALIAS} -> v{version} ({name})"
     )
 
 
@@ -171,7 +147,7 @@ def _alias_version(client: MlflowClient, registered_model: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(client.get_model_version_by_alias(registered_model, ALIAS).version)
+        return str(client.get_model_version_by_alias(registered_model, CHAMPION_ALIAS).version)
     except MlflowException:
         return None
 
@@ -198,10 +174,10 @@ def _version_for(
     tags = {MODEL_TAG: ref.name, "arch": ref.arch, "version": str(ref.version), "path": ref.path}
     if ref.sha256:
         tags["sha256"] = ref.sha256
-    trained = _tagged_version(client, f"{ARCH_MODEL_PREFIX}-{ref.arch}", BUNDLE_TAG, ref.name)
+    trained = _tagged_version(client, registered_model_name(ref.arch), BUNDLE_TAG, ref.name)
     kwargs: dict[str, Any] = {"tags": tags, "description": champion.promoted_reason[:1000]}
     if trained is not None:  # the training run's registered artifacts
-        tags["trained_as"] = f"{ARCH_MODEL_PREFIX}-{ref.arch} v{trained.version}"
+        tags["trained_as"] = f"{registered_model_name(ref.arch)} v{trained.version}"
         attempts = [{"source": trained.source, "run_id": trained.run_id}]
     else:
         attempts = []
@@ -227,17 +203,17 @@ def _sync_arch_models(client: MlflowClient, champion: Deployment | None, prefix:
     archs = set(ARCHS) | ({champion.model.arch} if champion else set())
     aliased: str | None = None
     for arch in sorted(archs):
-        name = f"{prefix}-{arch}"
+        name = registered_model_name(arch, prefix)
         current = _alias_version(client, name)
         target = None
         if champion is not None and champion.model.arch == arch:
             found = _tagged_version(client, name, BUNDLE_TAG, champion.model.name)
             target = None if found is None else str(found.version)
         if target is not None and target != current:
-            client.set_registered_model_alias(name, ALIAS, target)
+            client.set_registered_model_alias(name, CHAMPION_ALIAS, target)
         elif target is None and current is not None:
             with contextlib.suppress(MlflowException):
-                client.delete_registered_model_alias(name, ALIAS)
+                client.delete_registered_model_alias(name, CHAMPION_ALIAS)
         if target is not None:
             aliased = f"{name} v{target}"
     return aliased

@@ -6,8 +6,8 @@ training. Every model — the challengers just trained and the champion — is s
 the same samples, in time order, with its own TFLite file through
 ``models.inference.Predictor`` (unscaled windows in, the bundle's scaler applied inside).
 
-Bundles: ``QUANT_HOME/models/{arch}_v{N}/`` with ``{arch}_v{N}.tflite``, ``.keras`` and
-``bundle.json`` (feature_spec, window, scaler, class_order, training_window, mlflow_run_id, …).
+Bundles are folders in the layout of ``models.bundle`` (``bundle.json``: feature_spec, window,
+scaler, class_order, training_window, mlflow_run_id, …), read as written (``read_manifest``).
 
 Compatibility: a bundle whose feature columns are a subset of the set's (any order) and whose
 window is not longer gets the matching slice of the same windows (same samples, same end
@@ -18,34 +18,24 @@ any scored bundle's training window are dropped, so no model is scored on data i
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from quant_assets.deployment.validation import CLASS_ORDER
+from quant_assets.labels import CLASS_ORDER
 from quant_assets.market.calendar import MARKET_TZ
-
-BUNDLE_FILE = "bundle.json"
-_BUNDLE_DIR = re.compile(r"([a-z][a-z0-9_]*)_v(\d+)")
+from quant_assets.models.bundle import read_manifest
+from quant_assets.models.dataset import TrainingDataset
+from quant_assets.models.inference import Predictor
+from quant_assets.models.parity import PredictorLoader, check_probs
 
 
 class IncompatibleBundleError(ValueError):
     """The bundle cannot be scored on this validation set."""
-
-
-class WindowPredictor(Protocol):
-    """What scoring needs from ``models.inference.Predictor``."""
-
-    def predict_windows(self, windows: np.ndarray) -> np.ndarray: ...  # pragma: no cover
-
-
-PredictorLoader = Callable[[Path], WindowPredictor]
 
 
 @dataclass(frozen=True)
@@ -120,7 +110,7 @@ class ValidationSet:
         )
 
     @classmethod
-    def from_dataset(cls, dataset: Any, segment: str = "holdout") -> ValidationSet:
+    def from_dataset(cls, dataset: TrainingDataset, segment: str = "holdout") -> ValidationSet:
         """The ``holdout`` segment of a ``models.dataset.TrainingDataset`` (unscaled)."""
         frame = dataset.sample_frame(segment)
         ts = frame["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
@@ -137,46 +127,7 @@ class ValidationSet:
 
 def load_validation_set(dataset_path: Path, segment: str = "holdout") -> ValidationSet:
     """The unseen validation set from a saved training dataset (.npz)."""
-    from quant_assets.models.dataset import TrainingDataset
-
     return ValidationSet.from_dataset(TrainingDataset.load(dataset_path), segment)
-
-
-# ---------------------------------------------------------------------------------------------
-# Bundles
-# ---------------------------------------------------------------------------------------------
-def read_bundle_meta(bundle_dir: Path) -> dict[str, Any]:
-    """``bundle.json`` of a bundle folder."""
-    path = Path(bundle_dir) / BUNDLE_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} does not exist") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-
-
-def tflite_path(bundle_dir: Path) -> Path:
-    """``{bundle}/{bundle name}.tflite``."""
-    bundle_dir = Path(bundle_dir)
-    return bundle_dir / f"{bundle_dir.name}.tflite"
-
-
-def latest_bundles(models_dir: Path, archs: tuple[str, ...] | list[str]) -> dict[str, Path]:
-    """The newest complete bundle (highest N with a .tflite and bundle.json) of each arch."""
-    found: dict[str, tuple[int, Path]] = {}
-    if not Path(models_dir).is_dir():
-        return {}
-    for d in Path(models_dir).iterdir():
-        m = _BUNDLE_DIR.fullmatch(d.name)
-        if m is None or m[1] not in archs or not d.is_dir():
-            continue
-        if not (tflite_path(d).is_file() and (d / BUNDLE_FILE).is_file()):
-            continue
-        n = int(m[2])
-        if m[1] not in found or n > found[m[1]][0]:
-            found[m[1]] = (n, d)
-    return {f"{arch}_v{n}": d for arch, (n, d) in sorted(found.items())}
 
 
 def windows_for_bundle(vs: ValidationSet, meta: Mapping[str, Any]) -> np.ndarray:
@@ -212,25 +163,6 @@ def reorder_classes(probs: np.ndarray, class_order: Any) -> np.ndarray:
     if order == CLASS_ORDER:
         return probs
     return probs[:, [order.index(c) for c in CLASS_ORDER]]
-
-
-def check_probs(probs: np.ndarray, n: int) -> np.ndarray:
-    """Validate a model's output: ``[n, 3]``, finite, non-negative rows summing to ~1."""
-    p = np.asarray(probs, dtype=np.float64)
-    if p.shape != (n, 3):
-        raise ValueError(f"model returned shape {p.shape}, expected ({n}, 3)")
-    if not np.isfinite(p).all() or (p < -1e-6).any():
-        raise ValueError("model returned non-finite or negative probabilities")
-    if n and not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
-        raise ValueError("model's probabilities do not sum to 1")
-    return p
-
-
-def default_predictor_loader(bundle_dir: Path) -> WindowPredictor:
-    """``models.inference.Predictor.load`` (TFLite through ai-edge-litert)."""
-    from quant_assets.models.inference import Predictor
-
-    return Predictor.load(bundle_dir)
 
 
 def last_training_session(meta: Mapping[str, Any]) -> pd.Timestamp | None:
@@ -278,12 +210,12 @@ def score_bundles(
     loader: PredictorLoader | None = None,
 ) -> dict[str, ScoredBundle]:
     """Score each bundle's TFLite file on ``vs``; a failing bundle is reported, not raised."""
-    loader = loader or default_predictor_loader
+    loader = loader or Predictor.load
     out: dict[str, ScoredBundle] = {}
     for name, bundle_dir in bundles.items():
         meta: dict[str, Any] = {}
         try:
-            meta = read_bundle_meta(bundle_dir)
+            meta = read_manifest(bundle_dir)
             windows = windows_for_bundle(vs, meta)
             raw = loader(Path(bundle_dir)).predict_windows(windows)
             probs = reorder_classes(check_probs(raw, len(vs)), meta.get("class_order"))
@@ -291,91 +223,3 @@ def score_bundles(
         except Exception as e:  # one broken bundle must not stop the decision
             out[name] = ScoredBundle(name, Path(bundle_dir), meta, None, f"{type(e).__name__}: {e}")
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# The champion file check (exists, loads, TFLite ≈ Keras)
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BundleCheck:
-    """Result of ``check_bundle``."""
-
-    passed: bool
-    exists: bool
-    loads: bool
-    parity_max_abs_diff: float | None
-    tolerance: float
-    message: str
-
-
-def synthetic_windows(meta: Mapping[str, Any], n: int = 32, seed: int = 0) -> np.ndarray:
-    """Plausible unscaled inputs: center + scale · N(0, 1) per feature (from the scaler)."""
-    scaler = meta["scaler"]
-    center = np.asarray(scaler["center"], dtype=np.float64)
-    scale = np.asarray(scaler["scale"], dtype=np.float64)
-    window = int(meta["window"])
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, window, len(center)))
-    return (center + scale * z).astype(np.float32)
-
-
-def keras_reference_probs(
-    bundle_dir: Path, meta: Mapping[str, Any], windows: np.ndarray
-) -> np.ndarray:
-    """The bundle's ``.keras`` model on the same (scaled) windows: the parity reference."""
-    import keras
-
-    import quant_assets.models.architectures  # noqa: F401  (registers PositionalEncoding)
-    from quant_assets.models.dataset import FeatureScaler
-
-    bundle_dir = Path(bundle_dir)
-    model = keras.saving.load_model(bundle_dir / f"{bundle_dir.name}.keras", compile=False)
-    scaled = FeatureScaler.from_dict(meta["scaler"]).transform(windows)
-    return np.asarray(model.predict(scaled, verbose=0, batch_size=256), dtype=np.float64)
-
-
-def check_bundle(
-    bundle_dir: Path,
-    *,
-    windows: np.ndarray | None = None,
-    tolerance: float = 1e-4,
-    loader: PredictorLoader | None = None,
-    reference: Callable[[Path, Mapping[str, Any], np.ndarray], np.ndarray] | None = None,
-) -> BundleCheck:
-    """The champion's TFLite file exists, loads, returns probabilities, and matches Keras."""
-    bundle_dir = Path(bundle_dir)
-    if not tflite_path(bundle_dir).is_file():
-        return BundleCheck(
-            False, False, False, None, tolerance, f"{tflite_path(bundle_dir)} does not exist"
-        )
-    try:
-        meta = read_bundle_meta(bundle_dir)
-        x = windows if windows is not None else synthetic_windows(meta)
-        predictor = (loader or default_predictor_loader)(bundle_dir)
-        lite = check_probs(predictor.predict_windows(x), len(x))
-    except Exception as e:
-        return BundleCheck(
-            False,
-            True,
-            False,
-            None,
-            tolerance,
-            f"does not load or predict: {type(e).__name__}: {e}",
-        )
-    try:
-        ref = check_probs((reference or keras_reference_probs)(bundle_dir, meta, x), len(x))
-    except Exception as e:
-        return BundleCheck(
-            False, True, True, None, tolerance, f"parity reference failed: {type(e).__name__}: {e}"
-        )
-    diff = float(np.max(np.abs(lite - ref))) if len(x) else 0.0
-    passed = diff <= tolerance
-    return BundleCheck(
-        passed,
-        True,
-        True,
-        diff,
-        tolerance,
-        f"TFLite vs Keras max |Δp| = {diff:.2e} "
-        f"({'≤' if passed else '>'} {tolerance:.0e}) on {len(x)} windows",
-    )

@@ -1,4 +1,4 @@
-"""The seed's ``validate_model.py``: challengers vs champion on unseen data, then the registry.
+"""The plan's ``validate_model.py``: challengers vs champion on unseen data, then the registry.
 
 ``validate_and_deploy`` is the whole automated gate, with no Dagster import:
 
@@ -7,9 +7,10 @@
 2. Score the challengers (the newest bundle of each architecture) and the champion named in the
    config with their TFLite files on the same unseen validation set (``scoring``).
 3. ``validation.decide`` (margin + paired block bootstrap; baseline on the first run).
-4. On ``promote``: ``ModelRegistry.promote(..., expected_champion=<champion scored>)`` — if
+4. On ``promote``: ``champion.promote(..., expected_champion=<champion scored>)`` — if
    another process changed the champion meanwhile, nothing is written (``champion_changed``).
-5. Sync the MLflow alias (failures are reported, never fatal).
+5. Sync the MLflow alias (failures are reported, never fatal), promoted or not, so a night
+   also repairs an alias a failed sync left behind.
 
 A champion whose bundle cannot be scored (file gone, incompatible features) is reported and the
 challengers are held to the first-run standard (they must beat the majority baseline). A model
@@ -20,26 +21,19 @@ bundle of its architecture cannot undo the drift monitor's rollback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quant_assets.deployment.registry import (
-    ModelRef,
-    ModelRegistry,
-    PromoteResult,
-    RecoveryResult,
-)
-from quant_assets.deployment.scoring import (
-    PredictorLoader,
-    ScoredBundle,
-    ValidationSet,
-    read_bundle_meta,
-    score_bundles,
-    unseen_part,
-)
-from quant_assets.deployment.validation import Decision, DecisionRule, decide
+from quant_assets.deployment import champion
+from quant_assets.deployment.decision import Decision, DecisionRule, decide
+from quant_assets.deployment.model_config import ModelRef
+from quant_assets.deployment.outcomes import AliasSyncResult, PromoteResult, RecoveryResult
+from quant_assets.deployment.registry import ModelRegistry
+from quant_assets.deployment.scoring import ScoredBundle, ValidationSet, score_bundles, unseen_part
+from quant_assets.models.bundle import read_manifest
+from quant_assets.models.parity import PredictorLoader
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +52,7 @@ class ValidationRun:
     scored: dict[str, ScoredBundle]
     recovery: RecoveryResult | None = None
     promotion: PromoteResult | None = None
-    alias_sync: Any = None
+    alias_sync: AliasSyncResult | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -70,7 +64,7 @@ def validate_and_deploy(
     *,
     loader: PredictorLoader | None = None,
     auto_recover: bool = True,
-    sync_alias: Callable[[], Any] | None = None,
+    tracking_uri: str | None = None,
 ) -> ValidationRun:
     """Run the champion/challenger gate and update the registry (see the module docstring)."""
     rule = rule or DecisionRule()
@@ -83,8 +77,8 @@ def validate_and_deploy(
         recovery = registry.recover_from_history(f"champion_model found {status.state}")
         notes.append(f"registry recovered ({recovery.outcome}): {recovery.message}")
     cfg = registry.load(allow_first_run=True)
-    champion = cfg.champion
-    champ_name = champion.model.name if champion else None
+    serving = cfg.champion
+    champ_name = serving.model.name if serving else None
 
     retired = {h.model.name for h in cfg.retired}
     for name in sorted(set(challengers) & retired):
@@ -94,12 +88,12 @@ def validate_and_deploy(
         for name, d in challengers.items()
         if name != champ_name and name not in retired
     }
-    if champion is not None:
-        bundles = {champ_name: registry.home / champion.model.bundle_dir, **bundles}
+    if serving is not None:
+        bundles = {champ_name: registry.home / serving.model.bundle_dir, **bundles}
     metas: dict[str, dict[str, Any]] = {}
     for name, d in bundles.items():
         try:
-            metas[name] = read_bundle_meta(d)
+            metas[name] = read_manifest(d)
         except (OSError, ValueError) as e:
             notes.append(f"{name}: bundle.json unreadable ({e})")
     unseen = unseen_part(vs, metas)
@@ -116,7 +110,7 @@ def validate_and_deploy(
     reference = None
     if champ_scored is not None and champ_scored.probs is not None:
         reference = (champ_name, champ_scored.probs)
-    elif champion is not None:
+    elif serving is not None:
         notes.append(
             f"champion {champ_name} could not be scored: challengers must beat the majority "
             "baseline instead"
@@ -129,23 +123,29 @@ def validate_and_deploy(
     )
 
     action = {"promote": "promoted", "keep": "kept", "no_champion": "no_champion"}[decision.outcome]
-    if decision.outcome == "no_champion" and champion is not None:
+    if decision.outcome == "no_champion" and serving is not None:
         action = "kept"  # an unscorable champion is not removed here (recovery handles files)
     promotion = None
     if decision.outcome == "promote" and decision.winner is not None:
         winner = scored[decision.winner]
-        promotion = registry.promote(
+        promotion = champion.promote(
+            registry,
             ModelRef.for_bundle(registry.home, winner.bundle_dir),
             reason=decision.reason,
             metrics=decision.metrics[decision.winner].as_dict(),
             mlflow_run_id=winner.meta.get("mlflow_run_id"),
             expected_champion=champ_name,
+            tracking_uri=tracking_uri,
         )
         if promotion.outcome == "champion_changed":
             action = "champion_changed"
             notes.append(promotion.message)
     after = registry.load(allow_first_run=True)
-    alias = sync_alias() if sync_alias is not None else None
+    alias = (
+        promotion.alias_sync
+        if promotion is not None and promotion.changed
+        else champion.mirror_alias(registry, tracking_uri)
+    )
     run = ValidationRun(
         decision=decision,
         action=action,

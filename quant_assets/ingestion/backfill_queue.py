@@ -29,8 +29,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from quant_assets.ingestion.gaps import Gap
 from quant_assets.market import calendar
+from quant_assets.market.bar_validation import validate_bars
 from quant_assets.market.sources import MarketSource, SourceRangeError
-from quant_assets.market.validation import validate_bars
 from quant_assets.storage.bars import read_bars
 from quant_assets.storage.database import to_db_timestamp, to_utc
 from quant_assets.storage.schema import backfill_queue

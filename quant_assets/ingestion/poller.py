@@ -1,4 +1,4 @@
-"""The live poller service (the seed's ``price_ingestor.py``): ``quant ingest``.
+"""The live poller service (the plan's ``price_ingestor.py``): ``quant ingest``.
 
 Every poll interval (30 s ± jitter by default) during market hours it asks the source for the
 newest bars of every ticker, validates them and upserts them into ``price_data``. It keeps, per
@@ -47,7 +47,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -64,20 +63,20 @@ from quant_assets.ingestion.gaps import (
     span_per_session,
 )
 from quant_assets.market import calendar
+from quant_assets.market.bar_validation import BarValidationError, validate_bars
 from quant_assets.market.frames import BAR_COLUMNS, empty_bars
 from quant_assets.market.sources import MarketSource
-from quant_assets.market.validation import BarValidationError, validate_bars
 from quant_assets.settings import Settings
 from quant_assets.storage.bars import last_bar_times, write_bars, write_quarantine
 from quant_assets.storage.database import DatabaseUnavailableError, safe_url
-
-if TYPE_CHECKING:
-    import dagster as dg
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], pd.Timestamp]
 Sleep = Callable[[float], None]
+# Told about every frame of bars just written (and the source's name); returns events reported.
+# The Dagster layer passes one that records runless raw_bars materializations.
+BarsReporter = Callable[[pd.DataFrame, str], int]
 EngineFactory = Callable[[], Engine]
 
 # Errors that say "the network or the service", not "this ticker's data": no traceback needed.
@@ -239,7 +238,7 @@ class Poller:
         *,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
-        instance: dg.DagsterInstance | None = None,
+        reporter: BarsReporter | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
@@ -249,7 +248,7 @@ class Poller:
         self._clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
-        self._instance = instance
+        self._reporter = reporter
         self._rng = rng or random.Random()
         self._source_backoff = Backoff(config.poll_interval_s, config.source_backoff_max_s)
         self._db_backoff = Backoff(config.poll_interval_s, config.db_backoff_max_s)
@@ -647,23 +646,19 @@ class Poller:
             return
         self._db_ok()
 
-    # --- Dagster ----------------------------------------------------------------------------------
+    # --- reporting ------------------------------------------------------------------------------
     def _report(self, frame: pd.DataFrame) -> None:
-        """Report the written bars as runless raw_bars materializations, one per partition."""
-        if self._instance is None or frame.empty:
+        """Tell the reporter (the Dagster instance, in practice) about the bars just written."""
+        if self._reporter is None or frame.empty:
             return
-        from quant_assets.ingestion.runless import report_bars
-
         try:
-            self.stats.events_reported += report_bars(
-                self._instance, frame, getattr(self.source, "name", "source")
+            self.stats.events_reported += self._reporter(
+                frame, getattr(self.source, "name", "source")
             )
-        except Exception as err:
+        except Exception as err:  # reporting is a view of the data; never stop ingesting for it
             self.stats.event_errors += 1
             log.warning(
-                "could not report runless events to the Dagster instance (%s: %s)",
-                type(err).__name__,
-                _short(err),
+                "could not report the written bars (%s: %s)", type(err).__name__, _short(err)
             )
 
     # --- end --------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from quant_assets.market import calendar
+from quant_assets.market.bar_validation import validate_bars
 from quant_assets.market.sources import MarketSource
-from quant_assets.market.validation import validate_bars
 from quant_assets.storage.bars import write_bars, write_quarantine
 
 log = logging.getLogger(__name__)

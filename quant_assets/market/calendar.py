@@ -3,21 +3,27 @@
 Conventions used across the project:
 - a *session* is a tz-naive midnight ``pd.Timestamp`` naming the trading day (New York date);
 - a *minute* is the tz-aware UTC start of a one-minute bar ("left" side, as yfinance labels bars),
-  so a full session has 390 minutes 09:30..15:59 New York and an early close 210.
+  so a full session has ``SESSION_MINUTES`` = 390 minutes 09:30..15:59 New York and an early
+  close 210;
+- the *session minute* of a timestamp is its New York clock time in minutes after the 09:30 open.
 """
 
 from __future__ import annotations
 
 from datetime import date
 from functools import cache
+from typing import Any
 
 import exchange_calendars as xcals
+import numpy as np
 import pandas as pd
 
 EXCHANGE = "XNYS"
 MARKET_TZ = "America/New_York"
 
 DateLike = str | date | pd.Timestamp
+SESSION_OPEN_MINUTE = 9 * 60 + 30  # 09:30 New York, in minutes after midnight
+SESSION_MINUTES = 390  # a full regular session
 EMPTY_MINUTES = pd.DatetimeIndex([], dtype="datetime64[ns, UTC]", name="ts")
 
 
@@ -122,3 +128,15 @@ def next_session(day: DateLike) -> pd.Timestamp:
     return exchange_calendar().date_to_session(
         to_session_label(day) + pd.Timedelta(days=1), direction="next"
     )
+
+
+def utc_index(ts: Any) -> pd.DatetimeIndex:
+    """A UTC DatetimeIndex of timestamps (tz-naive values are taken as UTC)."""
+    idx = pd.DatetimeIndex(ts)
+    return idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
+
+
+def session_minute(ts: Any) -> np.ndarray:
+    """Minutes since 09:30 New York of tz-aware (or UTC-naive) timestamps; < 0 before the open."""
+    idx = utc_index(ts).tz_convert(MARKET_TZ)
+    return np.asarray(idx.hour * 60 + idx.minute, dtype=np.int64) - SESSION_OPEN_MINUTE

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pandas as pd
+
+# Adjusted prices: for splits and cash dividends (what the models use), or for splits only.
+AdjustmentKind = Literal["total_return", "split_only"]
 
 BAR_COLUMNS: tuple[str, ...] = ("ticker", "ts", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")

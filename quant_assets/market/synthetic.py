@@ -106,7 +106,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -114,27 +114,23 @@ from numba import njit
 
 from quant_assets.market.calendar import (
     MARKET_TZ,
+    SESSION_MINUTES,
     DateLike,
     exchange_calendar,
     sessions,
     to_session_label,
 )
 from quant_assets.market.frames import (
+    AdjustmentKind,
     as_bar_dtypes,
     empty_bars,
     empty_dividends,
     empty_splits,
 )
-
-AdjustmentKind = Literal["total_return", "split_only"]
-
-DEFAULT_TICKERS: tuple[str, ...] = (
-    "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "JPM", "V", "UNH",
-    "XOM", "JNJ", "WMT", "PG", "MA", "HD", "CVX", "KO", "PEP", "COST",
-)  # fmt: skip
+from quant_assets.market.sources import SourceRangeError
+from quant_assets.settings import DEFAULT_TICKERS
 
 # --- model constants (documented in the module docstring) -------------------------------------
-MINUTES_PER_FULL_SESSION = 390
 TRADING_DAYS_PER_YEAR = 252
 INTRADAY_VARIANCE_SHARE = 0.8
 VOL_OPEN_AMP, VOL_OPEN_DECAY, VOL_CLOSE_AMP, VOL_CLOSE_DECAY = 1.5, 15.0, 0.5, 20.0
@@ -430,9 +426,6 @@ class SyntheticMarket:
             raise ValueError(f"start {start} must be before end {end}")
         lo, hi = self._window
         if start < lo or end > hi:
-            # imported here: sources.py may import this module (no import cycle at load time)
-            from quant_assets.market.sources import SourceRangeError
-
             raise SourceRangeError(
                 f"[{start}, {end}) is outside the simulated range [{lo}, {hi}) "
                 f"(config.start={self.config.start}, config.end={self.config.end})"
@@ -497,7 +490,7 @@ class SyntheticMarket:
 
         # deterministic intraday shapes and the regime
         shape = _vol_shape(pos, n_of)
-        full = _vol_shape(np.arange(MINUTES_PER_FULL_SESSION), MINUTES_PER_FULL_SESSION)
+        full = _vol_shape(np.arange(SESSION_MINUTES), SESSION_MINUTES)
         sigma0 = math.sqrt(INTRADAY_VARIANCE_SHARE * daily_sd**2 / float(np.sum(full**2)))
         regime = np.zeros(n_min, dtype=bool)
         if cfg.regime_shift_at is not None:
@@ -632,3 +625,9 @@ def _volume_shape(pos: np.ndarray, n: np.ndarray | int) -> np.ndarray:
         + VOLU_OPEN_AMP * np.exp(-pos / VOLU_OPEN_DECAY)
         + VOLU_CLOSE_AMP * np.exp(-(n - 1 - pos) / VOLU_CLOSE_DECAY)
     )
+
+
+@cache
+def synthetic_market(config: SyntheticConfig) -> SyntheticMarket:
+    """The market of ``config``, built once per process (deterministic and costly to rebuild)."""
+    return SyntheticMarket(config)

@@ -23,9 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
+from quant_assets.models.bundle import ARCHS
 from quant_assets.models.config import TrainingConfig
-
-ARCHITECTURES: tuple[str, ...] = ("lstm", "transformer")
 
 
 @keras.saving.register_keras_serializable(package="quant_assets")
@@ -143,4 +142,4 @@ def build_model(
             dropout=config.transformer_dropout,
             patch=config.transformer_patch,
         )
-    raise ValueError(f"unknown architecture {arch!r}; use one of {ARCHITECTURES}")
+    raise ValueError(f"unknown architecture {arch!r}; use one of {ARCHS}")

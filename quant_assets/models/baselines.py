@@ -73,8 +73,7 @@ def oracle_inputs(market: Any, samples: pd.DataFrame) -> np.ndarray:
     """
     out = np.zeros((len(samples), 3))
     ts = pd.to_datetime(samples["ts"], utc=True)
-    local = ts.dt.tz_convert(calendar.MARKET_TZ)
-    out[:, 2] = (local.dt.hour * 60 + local.dt.minute - (9 * 60 + 30)).to_numpy()
+    out[:, 2] = calendar.session_minute(ts)
     for ticker, pos in samples.groupby("ticker", sort=False).indices.items():
         t = ts.iloc[pos]
         start = t.min().tz_convert(calendar.MARKET_TZ).normalize().tz_convert("UTC")

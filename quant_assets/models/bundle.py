@@ -15,7 +15,7 @@ Layout: ``{models_dir}/{arch}_v{N}/`` with ``{arch}_v{N}.tflite``, ``{arch}_v{N}
   bin_edges (the deciles at those levels, for PSI), sample (≤ 2000 sorted values, for KS)};
   plus the drift monitor's own format at the top level (``format``, ``bucket_edges``,
   ``cdf_levels``, ``n_rows``, ``n_tickers``, ``excluded``, ``features`` — per monitored
-  feature and time-of-session bucket; ``monitoring.reference.ReferenceStats.from_dict``);
+  feature and time-of-session bucket; ``drift.reference.ReferenceStats.from_dict``);
 * ``validation_baseline`` of the model's predictions on the validation windows (concept
   drift): {n, mean_max_prob, mean_entropy, std_max_prob, std_entropy (per row), class_share}
   plus the monitor's ``ConceptBaseline`` fields (sd_max_prob, sd_entropy of 60-row window
@@ -29,6 +29,12 @@ Layout: ``{models_dir}/{arch}_v{N}/`` with ``{arch}_v{N}.tflite``, ``{arch}_v{N}
 Writes are atomic: files go into a temp directory in ``models_dir``, are fsynced, and the
 directory is renamed into place under a lock (``.bundles.lock``), so a reader sees a whole
 bundle or none, and two writers never get the same version.
+
+This module owns the layout: the architectures (``ARCHS``), the folder name
+(``bundle_name`` / ``parse_bundle_name``), the files inside it (``tflite_path``,
+``BUNDLE_FILE``), and the scanners (``list_bundles``, ``latest_bundles``). Between the stages a
+bundle travels as its folder (a ``Path``); ``load_bundle`` validates it into a ``Bundle``, and
+``read_manifest`` reads ``bundle.json`` as it is (scoring tolerates older or partial manifests).
 """
 
 from __future__ import annotations
@@ -46,14 +52,14 @@ from typing import Any
 
 from filelock import FileLock
 
-from quant_assets.features import FeatureSpec
-from quant_assets.labels import LabelSpec
-from quant_assets.models.dataset import CLASS_ORDER, FeatureScaler
+from quant_assets.features.spec import FeatureSpec
+from quant_assets.labels import CLASS_ORDER, LabelSpec
+from quant_assets.models.dataset import FeatureScaler
 
 BUNDLE_FILE = "bundle.json"
 BUNDLE_SCHEMA = 1
 ARCHS: tuple[str, ...] = ("lstm", "transformer")
-_DIR_RE = re.compile(r"^(?P<arch>[a-z0-9]+)_v(?P<version>[0-9]+)$")
+_NAME_RE = re.compile(r"^(?P<arch>[a-z][a-z0-9_]*)_v(?P<version>[0-9]+)$")
 REQUIRED_KEYS: tuple[str, ...] = (
     "arch",
     "version",
@@ -109,31 +115,68 @@ class Bundle:
 
 
 def bundle_name(arch: str, version: int) -> str:
+    """``{arch}_v{N}``: the name of a model, its bundle folder and its files."""
     return f"{arch}_v{int(version)}"
 
 
-def list_bundles(models_dir: str | Path, arch: str | None = None) -> list[Path]:
-    """Bundle directories (``{arch}_v{N}`` with a bundle.json), oldest version first."""
+def parse_bundle_name(name: str) -> tuple[str, int] | None:
+    """(arch, version) of a name ``{arch}_v{N}``; None for any other name."""
+    m = _NAME_RE.match(name)
+    return None if m is None else (m["arch"], int(m["version"]))
+
+
+def tflite_path(bundle_dir: str | Path) -> Path:
+    """``{bundle}/{bundle name}.tflite``: where the layout puts a bundle's TFLite file."""
+    bundle_dir = Path(bundle_dir)
+    return bundle_dir / f"{bundle_dir.name}.tflite"
+
+
+def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:
+    """``bundle.json`` of a bundle folder, as written (no validation; see ``load_bundle``)."""
+    path = Path(bundle_dir) / BUNDLE_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+
+
+def _named_dirs(models_dir: str | Path) -> list[tuple[str, int, Path]]:
     root = Path(models_dir)
     if not root.is_dir():
         return []
     found = []
     for child in root.iterdir():
-        m = _DIR_RE.match(child.name)
-        if m and (arch is None or m["arch"] == arch) and (child / BUNDLE_FILE).is_file():
-            found.append((m["arch"], int(m["version"]), child))
-    return [p for _, _, p in sorted(found)]
+        parsed = parse_bundle_name(child.name)
+        if parsed is not None and child.is_dir():
+            found.append((*parsed, child))
+    return sorted(found)
+
+
+def list_bundles(models_dir: str | Path, arch: str | None = None) -> list[Path]:
+    """Bundle directories (``{arch}_v{N}`` with a bundle.json), oldest version first."""
+    return [
+        d
+        for a, _, d in _named_dirs(models_dir)
+        if (arch is None or a == arch) and (d / BUNDLE_FILE).is_file()
+    ]
+
+
+def latest_bundles(models_dir: str | Path, archs: tuple[str, ...] | list[str]) -> dict[str, Path]:
+    """The newest complete bundle (highest N with a .tflite and bundle.json) of each arch."""
+    newest: dict[str, tuple[int, Path]] = {}
+    for d in list_bundles(models_dir):
+        arch, version = parse_bundle_name(d.name)  # type: ignore[misc]
+        if arch in archs and tflite_path(d).is_file():
+            newest[arch] = (version, d)
+    return {bundle_name(arch, n): d for arch, (n, d) in sorted(newest.items())}
 
 
 def next_version(models_dir: str | Path, arch: str) -> int:
     """1 + the highest N of any ``{arch}_v{N}`` directory (complete or not), or 1."""
     _check_arch(arch)
-    root = Path(models_dir)
-    versions = [
-        int(m["version"])
-        for child in (root.iterdir() if root.is_dir() else [])
-        if (m := _DIR_RE.match(child.name)) and m["arch"] == arch
-    ]
+    versions = [v for a, v, _ in _named_dirs(models_dir) if a == arch]
     return max(versions, default=0) + 1
 
 

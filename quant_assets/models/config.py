@@ -10,13 +10,13 @@ setting for a GPU machine (every window, bigger models, more epochs).
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from quant_assets.settings import env_overrides, field_types
+
 ENV_PREFIX = "QUANT_TRAIN_"
-PRESETS = ("demo", "gpu")
+Preset = Literal["demo", "gpu"]
 ScalerKind = Literal["robust", "minmax"]
 LstmExport = Literal["fixed_batch", "unrolled"]
 
@@ -123,21 +123,13 @@ class TrainingConfig:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> TrainingConfig:
-        """Preset defaults, then ``QUANT_TRAIN_*`` variables, then explicit overrides (not None).
+    def from_env(cls, **overrides: Any) -> TrainingConfig:
+        """Preset defaults, then ``QUANT_TRAIN_*`` settings, then explicit overrides (not None).
 
         ``QUANT_TRAIN_PRESET``: ``demo`` (default, 2 CPU cores) or ``gpu`` (``gpu()``).
         """
-        env = os.environ if env is None else env
-        preset = env.get(ENV_PREFIX + "PRESET", "demo").strip().lower() or "demo"
-        if preset not in PRESETS:
-            raise ValueError(f"{ENV_PREFIX}PRESET must be one of {sorted(PRESETS)}, got {preset!r}")
-        base = cls.gpu() if preset == "gpu" else cls()
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            key = ENV_PREFIX + f.name.upper()
-            if key in env:
-                values[f.name] = _parse(f.name, env[key], getattr(base, f.name))
+        values = env_overrides(ENV_PREFIX, {"preset": Preset, **field_types(cls)})
+        base = cls.gpu() if values.pop("preset", "demo") == "gpu" else cls()
         values.update({k: v for k, v in overrides.items() if v is not None})
         return base.replace(**values)
 
@@ -163,15 +155,21 @@ class TrainingConfig:
         return cls(**base)
 
 
-def _parse(name: str, text: str, default: Any) -> Any:
-    if name in ("transformer_epochs", "transformer_learning_rate"):
-        if text.strip().lower() in ("", "none"):
-            return None
-        return int(text) if name == "transformer_epochs" else float(text)
-    if isinstance(default, bool):
-        return text.strip().lower() in ("1", "true", "yes", "on")
-    if isinstance(default, int):
-        return int(text)
-    if isinstance(default, float):
-        return float(text)
-    return text
+# Which fields shape the dataset (the training_dataset asset) and which the models.
+DATASET_FIELDS: tuple[str, ...] = (
+    "window",
+    "sessions",
+    "holdout_sessions",
+    "val_fraction",
+    "test_fraction",
+    "embargo_minutes",
+    "train_stride",
+    "eval_stride",
+    "max_train_windows",
+    "scaler",
+    "scaler_clip",
+    "reference_sample",
+)
+MODEL_FIELDS: tuple[str, ...] = tuple(
+    name for name in TrainingConfig.field_names() if name not in DATASET_FIELDS
+)

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
-from quant_assets.features import FEATURE_SPEC, FEATURE_WARMUP_BARS, create_features
+from quant_assets.features.indicators import create_features
+from quant_assets.features.spec import FEATURE_SPEC, FEATURE_WARMUP_BARS
 from quant_assets.labels import LabelSpec, triple_barrier_labels
 from quant_assets.market import calendar
 from quant_assets.storage.database import to_db_timestamp, to_utc

@@ -22,7 +22,7 @@ nullable) and ``t1`` (the bar that ended the label). Rules:
 * **Scaler** fit on the train segment's rows only (bars with ts before the validation start);
   validation, test and holdout rows are transformed with it and never change it.
   Default ``robust``: (x − median) / IQR, then clipped to ±``scaler_clip``. Chosen over the
-  seed's MinMaxScaler because the inputs are heavy-tailed (returns, volume ratio, MACD): min and
+  plan's MinMaxScaler because the inputs are heavy-tailed (returns, volume ratio, MACD): min and
   max are set by a handful of outliers, squeeze the bulk of the data into a sliver of [0, 1]
   and move with every extreme minute, and a regime shift pushes live values far outside the
   train range; median/IQR is stable and the clip bounds what a shock can feed the network.
@@ -43,13 +43,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quant_assets.features import FEATURE_SPEC, FeatureSpec
-from quant_assets.labels import LabelSpec
+from quant_assets.drift.reference import reference_stats_from_frame
+from quant_assets.features.spec import FEATURE_SPEC, FeatureSpec
+from quant_assets.labels import CLASS_NAMES, CLASS_ORDER, LabelSpec
 from quant_assets.market import calendar
 from quant_assets.models.config import TrainingConfig
 
-CLASS_ORDER: tuple[int, int, int] = (-1, 0, 1)
-CLASS_NAMES: tuple[str, str, str] = ("down", "flat", "up")
 SEGMENTS: tuple[str, ...] = ("train", "val", "test", "holdout")
 REFERENCE_QUANTILES: tuple[float, ...] = tuple(np.round(np.linspace(0, 1, 11), 2).tolist())
 _NAT = np.iinfo(np.int64).min
@@ -228,15 +227,11 @@ def training_reference(
 
     ``summary``: per feature ``reference_stats`` (mean, std, deciles, a sample for KS), for
     every input. The other keys are the drift monitor's format
-    (``monitoring.reference.reference_stats_from_frame(...).to_dict()``: per time-of-session
+    (``drift.reference.reference_stats_from_frame(...).to_dict()``: per time-of-session
     bucket PSI shares and CDFs, autocorrelation; calendar inputs excluded), which
-    ``ReferenceStats.from_dict`` reads back; left out if that module is not installed.
+    ``ReferenceStats.from_dict`` reads back.
     """
     out: dict[str, Any] = {"summary": reference_stats(rows, columns, sample_size, seed)}
-    try:
-        from quant_assets.monitoring.reference import reference_stats_from_frame
-    except ImportError:  # pragma: no cover - the monitoring package ships with the project
-        return out
     frame = pd.DataFrame(np.asarray(rows, dtype=np.float64), columns=list(columns))
     frame.insert(0, "ticker", np.asarray(tickers, dtype=object)[ticker_codes])
     frame.insert(1, "ts", pd.DatetimeIndex(np.asarray(ts_ns).view("datetime64[ns]"), tz="UTC"))

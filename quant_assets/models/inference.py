@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quant_assets.features import create_features
+from quant_assets.features.indicators import create_features
+from quant_assets.labels import CLASS_ORDER
 from quant_assets.models.bundle import Bundle, load_bundle
-from quant_assets.models.dataset import CLASS_ORDER, latest_windows
+from quant_assets.models.dataset import latest_windows
 
 PREDICTION_COLUMNS: tuple[str, ...] = ("ticker", "ts", "p_down", "p_flat", "p_up", "label")
 MAX_DYNAMIC_BATCH = 1024
@@ -163,7 +164,14 @@ class Predictor:
             )
         features = create_features(bars)
         index, windows = latest_windows(features, self.columns, self.window)
-        proba = self.predict_windows(windows)
-        out = index.assign(p_down=proba[:, 0], p_flat=proba[:, 1], p_up=proba[:, 2])
-        out["label"] = np.asarray(CLASS_ORDER)[proba.argmax(axis=1)]
-        return out[list(PREDICTION_COLUMNS)].reset_index(drop=True)
+        return prediction_frame(index, self.predict_windows(windows))
+
+
+def prediction_frame(index: pd.DataFrame, proba: np.ndarray) -> pd.DataFrame:
+    """``PREDICTION_COLUMNS`` of the windows named by ``index`` (ticker, ts) and their
+    probabilities in ``CLASS_ORDER``; label is the argmax as −1/0/+1."""
+    out = index.reset_index(drop=True).assign(
+        p_down=proba[:, 0], p_flat=proba[:, 1], p_up=proba[:, 2]
+    )
+    out["label"] = np.asarray(CLASS_ORDER)[proba.argmax(axis=1)]
+    return out[list(PREDICTION_COLUMNS)]

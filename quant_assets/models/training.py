@@ -26,9 +26,15 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from quant_assets.drift.reference import concept_baseline_from_probs
+from quant_assets.labels import CLASS_NAMES
 from quant_assets.models.architectures import build_model
+from quant_assets.models.bundle import write_bundle
 from quant_assets.models.config import TrainingConfig
-from quant_assets.models.dataset import CLASS_NAMES, TrainingDataset
+from quant_assets.models.dataset import TrainingDataset
+from quant_assets.models.inference import TFLiteRunner
+from quant_assets.models.parity import compare_probabilities, keras_probabilities
+from quant_assets.models.tflite_export import export_tflite
 
 UP, FLAT, DOWN = 2, 1, 0  # class indices
 
@@ -199,21 +205,16 @@ def prediction_baseline(proba: np.ndarray) -> dict[str, float]:
 def validation_baseline(proba: np.ndarray, samples: Any, window: int = 60) -> dict[str, Any]:
     """The bundle's ``validation_baseline``: ``prediction_baseline`` plus the drift monitor's
     ``ConceptBaseline`` (per time-of-session bucket means and the spread of ``window``-row
-    window means; ``monitoring.reference.concept_baseline_from_probs``), when installed.
+    window means; ``drift.reference.concept_baseline_from_probs``).
 
     ``samples``: ticker and ts of each prediction (rows grouped by ticker, in time order, as
     ``TrainingDataset.sample_frame`` gives them). ``window`` = 60 rows, the drift monitor's
     one-hour live window.
     """
-    out: dict[str, Any] = prediction_baseline(proba)
-    try:
-        from quant_assets.monitoring.reference import concept_baseline_from_probs
-    except ImportError:  # pragma: no cover - the monitoring package ships with the project
-        return out
     concept = concept_baseline_from_probs(
         proba, window=window, groups=samples["ticker"].to_numpy(), ts=samples["ts"]
     )
-    return {**out, **concept.to_dict()}
+    return {**prediction_baseline(proba), **concept.to_dict()}
 
 
 # --- figures --------------------------------------------------------------------------------
@@ -307,9 +308,6 @@ def train_and_bundle(
     Parity is measured on the first ``config.parity_windows`` validation windows, Keras vs the
     exported TFLite bytes, and recorded in ``metrics["parity"]`` (with ``passed``).
     """
-    from quant_assets.models.bundle import write_bundle
-    from quant_assets.models.export import export_tflite, parity
-
     seconds: dict[str, float] = {}
     result = train_model(arch, dataset, config, callbacks=callbacks, verbose=verbose)
     seconds["fit"] = result.seconds
@@ -325,10 +323,13 @@ def train_and_bundle(
 
     began = time.perf_counter()
     tflite = export_tflite(result.model, arch, config)
-    check = parity(result.model, tflite, dataset.windows("val", limit=config.parity_windows))
-    check["tolerance"] = float(config.parity_tolerance)
-    check["passed"] = bool(check["max_abs_diff"] <= config.parity_tolerance)
-    metrics["parity"] = check
+    x = dataset.windows("val", limit=config.parity_windows)
+    check = compare_probabilities(
+        keras_probabilities(result.model, x),
+        TFLiteRunner(tflite).predict(x),
+        config.parity_tolerance,
+    )
+    metrics["parity"] = check.to_dict()
     seconds["export"] = time.perf_counter() - began
 
     figures: dict[str, Path] = {}

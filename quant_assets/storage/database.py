@@ -1,4 +1,4 @@
-"""The database manager (the seed's ``database_manager.py``): engine, schema, upsert, reads.
+"""The database manager (the plan's ``database_manager.py``): engine, schema, upsert, reads.
 
 One engine per process and database URL, created lazily. Connecting retries with exponential
 backoff (a server that starts late is waited for) and ends in ``DatabaseUnavailableError``.

@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from quant_assets.features import FEATURE_TABLE_COLUMNS
+from quant_assets.features.spec import FEATURE_TABLE_COLUMNS
 
 metadata = MetaData()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 
 import dagster as dg
@@ -9,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import quant_assets.corporate_actions as ca
-from quant_assets.defs.assets.corporate_actions import (
+from quant_assets.corporate_actions import adjusted_store
+from quant_assets.corporate_actions import ledger as action_ledger
+from quant_assets.defs.corporate_actions import (
     CHECK_LEDGER_VALID,
     CHECK_NO_JUMP,
     adjusted_bars,
@@ -20,13 +22,15 @@ from quant_assets.defs.assets.corporate_actions import (
     premarket_corporate_actions_schedule,
     rebuild_adjusted_bars_job,
 )
-from quant_assets.defs.assets.raw_bars import raw_bars
+from quant_assets.defs.ingestion import raw_bars
 from quant_assets.defs.partitions import day_ticker_key
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.market import calendar
 from quant_assets.settings import Settings
 from quant_assets.storage.bars import write_bars
 from quant_assets.storage.database import get_engine
+
+log = logging.getLogger(__name__)
 
 TICKERS = ["AAPL", "MSFT"]  # synthetic positions 0 (2:1 split, dividends) and 1 (3:1 split)
 FIRST, LAST = "2026-01-02", "2026-06-30"
@@ -101,7 +105,7 @@ def assert_matches_truth(settings: Settings) -> float:
     source = market().get_source()
     worst = 0.0
     for ticker in TICKERS:
-        got = ca.read_adjusted_bars(get_engine(settings), [ticker], START, END)
+        got = adjusted_store.read_adjusted_bars(get_engine(settings), [ticker], START, END)
         want = source.true_adjusted_bars(ticker, START, END)
         want = want[want["ts"].isin(got["ts"])].reset_index(drop=True)
         assert got["ts"].tolist() == want["ts"].tolist()
@@ -145,7 +149,7 @@ def test_ledger_then_adjusted_bars_equal_ground_truth(quant_env: Settings) -> No
         assert meta["full_rebuilds"].value == 2 and meta["actions_applied"].value == 4
         assert rebuilt_events(instance, result.run_id) == []  # a first build made nothing stale
         worst = assert_matches_truth(quant_env)
-        print(f"max relative error vs ground truth through Dagster: {worst:.2e}")
+        log.info(f"max relative error vs ground truth through Dagster: {worst:.2e}")
 
         again = run_ledger(instance)
         meta = again.asset_materializations_for_node("corporate_actions")[0].metadata
@@ -164,11 +168,13 @@ def test_missing_split_is_flagged_then_the_new_action_rebuilds_earlier_partition
     engine = get_engine(quant_env)
     source = market().get_source()
     ledger = pd.concat(
-        ca.ledger_from_source(source.get_splits(t), source.get_dividends(t), "test", START)
+        action_ledger.ledger_from_source(
+            source.get_splits(t), source.get_dividends(t), "test", START
+        )
         for t in TICKERS
     )
     without_split = ledger[~((ledger["ticker"] == "AAPL") & (ledger["action"] == "split"))]
-    ca.record_corporate_actions(without_split, engine, TICKERS, today=pd.Timestamp(LAST))
+    action_ledger.record_corporate_actions(without_split, engine, TICKERS, today=pd.Timestamp(LAST))
     last = SESSIONS[-1].strftime("%Y-%m-%d")
     with dg.DagsterInstance.ephemeral() as instance:
         flagged = run_adjusted(instance, last, last, ["AAPL"])
@@ -223,7 +229,7 @@ def test_missing_split_is_flagged_then_the_new_action_rebuilds_earlier_partition
         assert day_ticker_key(SESSIONS[0], "AAPL") in partitions
         assert day_ticker_key(AAPL_SPLIT, "AAPL") not in partitions  # factors unchanged there
 
-        ca.rebuild_adjusted_bars(engine, ["MSFT"])
+        adjusted_store.rebuild_adjusted_bars(engine, ["MSFT"])
         assert_matches_truth(quant_env)
         after = run_ledger(instance)
         assert (

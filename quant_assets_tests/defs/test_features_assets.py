@@ -7,14 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.corporate_actions import (
-    fetch_corporate_actions,
-    read_adjusted_bars,
-    rebuild_adjusted_bars,
-)
-from quant_assets.defs.assets.features import features, labels
+from quant_assets.corporate_actions.adjusted_store import read_adjusted_bars, rebuild_adjusted_bars
+from quant_assets.corporate_actions.ledger import fetch_corporate_actions
+from quant_assets.defs.features import features, labels
 from quant_assets.defs.resources import DatabaseResource
-from quant_assets.features import FEATURE_SPEC, create_features
+from quant_assets.features.indicators import create_features
+from quant_assets.features.spec import FEATURE_SPEC
 from quant_assets.ingestion.sessions import ingest_sessions
 from quant_assets.labels import LabelSpec, triple_barrier_labels
 from quant_assets.market import calendar

@@ -18,6 +18,7 @@ in that order (champion lstm_v2, previous stable lstm_v1). Sessions 12-16 are qu
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,26 +29,27 @@ import pandas as pd
 import pytest
 from dagster._core.storage.tags import RUN_KEY_TAG
 
-from quant_assets.corporate_actions import (
-    fetch_corporate_actions,
-    read_adjusted_bars,
-    rebuild_adjusted_bars,
-)
-from quant_assets.defs.assets.monitoring import drift_report, live_predictions
+from quant_assets.corporate_actions.adjusted_store import read_adjusted_bars, rebuild_adjusted_bars
+from quant_assets.corporate_actions.ledger import fetch_corporate_actions
+from quant_assets.defs.deployment import champion_reload_sensor, drift_rollback_sensor, rollback_job
+from quant_assets.defs.monitoring import drift_report, live_predictions
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
-from quant_assets.defs.rollback import champion_reload_sensor, drift_rollback_sensor, rollback_job
-from quant_assets.deployment.registry import ModelRef, ModelRegistry
+from quant_assets.deployment.model_config import ModelRef
+from quant_assets.deployment.registry import ModelRegistry
+from quant_assets.drift import replay
+from quant_assets.drift.reference import ConceptBaseline, ReferenceStats
+from quant_assets.drift.thresholds import DriftThresholds
 from quant_assets.ingestion.sessions import ingest_sessions
 from quant_assets.labels import LabelSpec
 from quant_assets.market import calendar
 from quant_assets.market.synthetic import SyntheticConfig, SyntheticMarket
 from quant_assets.models.bundle import load_bundle
 from quant_assets.models.inference import Predictor
-from quant_assets.monitoring import DriftThresholds, replay
-from quant_assets.monitoring.live import score_range
-from quant_assets.monitoring.reference import ConceptBaseline, ReferenceStats
+from quant_assets.monitoring.drift_monitor import score_range
 from quant_assets.settings import Settings
 from quant_assets.storage.database import dispose_engines, get_engine, read_from_db
+
+log = logging.getLogger(__name__)
 
 TICKERS = ("T00", "T01", "T02", "T03", "T04")
 FIRST = "2026-03-02"
@@ -202,7 +204,7 @@ def test_planted_shift_through_the_live_path(scenario: Scenario) -> None:
     sessions = {calendar.session_of(s.at - pd.Timedelta(minutes=1)) for s in steps}
     assert len(sessions) == N_QUIET
     levels = pd.Series([s.report.level for s in steps])
-    print(f"quiet: {len(steps)} evaluations over {len(sessions)} sessions, "
+    log.info(f"quiet: {len(steps)} evaluations over {len(sessions)} sessions, "
           f"levels {levels.value_counts(dropna=False).to_dict()}")  # fmt: skip
     assert (levels == "severe").sum() == 0
     assert not any(s.decision.rollback for s in steps)
@@ -234,7 +236,7 @@ def test_planted_shift_through_the_live_path(scenario: Scenario) -> None:
             records[-1]["champion_after"] = champion_name(settings)
     frame = pd.DataFrame(records)
     before, after = frame[frame["at"] <= scenario.shift], frame[frame["at"] > scenario.shift]
-    print(frame[["at", "model", "level", "rollback", "champion_after"]].to_string())
+    log.info(frame[["at", "model", "level", "rollback", "champion_after"]].to_string())
 
     # no alarm on the shift session's morning either (15 evaluations)
     assert len(before) == 15 and not (before["level"] == "severe").any()
@@ -242,7 +244,7 @@ def test_planted_shift_through_the_live_path(scenario: Scenario) -> None:
     # found within 30 minutes
     severe = after[after["level"] == "severe"]
     first_severe = (severe["at"].iloc[0] - scenario.shift).total_seconds() / 60
-    print(f"first severe {first_severe:.0f} min after the shift")
+    log.info(f"first severe {first_severe:.0f} min after the shift")
     assert first_severe <= 30
     # exactly one rollback, after K consecutive severe evaluations, acted on once
     assert int(frame["rollback"].sum()) == 1 and len(rollback_keys) == 1
@@ -250,7 +252,7 @@ def test_planted_shift_through_the_live_path(scenario: Scenario) -> None:
     assert rollback_keys == [f"drift-rollback-lstm_v2-{rolled['evaluated_at']}"]
     streak = frame[frame["at"] <= rolled["at"]].tail(th.persistence)
     assert (streak["level"] == "severe").all()  # K consecutive severe evaluations before it
-    print(f"rollback {(rolled['at'] - scenario.shift).total_seconds() / 60:.0f} min after")
+    log.info(f"rollback {(rolled['at'] - scenario.shift).total_seconds() / 60:.0f} min after")
     # afterwards the previous champion is served and evaluated; still drifted but latched
     assert champion_name(settings) == "lstm_v1"
     assert reloads[0].tags["quant/champion"] == "lstm_v1"

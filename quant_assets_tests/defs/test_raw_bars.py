@@ -13,7 +13,7 @@ import pytest
 import yaml
 from sqlalchemy import text
 
-from quant_assets.defs.assets.raw_bars import raw_bars
+from quant_assets.defs.ingestion import raw_bars
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.market import calendar
 from quant_assets.settings import Settings
@@ -100,7 +100,7 @@ def test_rerun_is_idempotent_and_holiday_is_empty(quant_env: Settings) -> None:
 @pytest.mark.postgres
 def test_dagster_instance_on_postgres(pg_server, tmp_path: Path, monkeypatch) -> None:
     """dagster.postgres.yaml, as shipped, runs an instance whose storage is real PostgreSQL."""
-    from quant_assets_tests.conftest import new_pg_database
+    from quant_assets_tests.helpers import new_pg_database
 
     url = new_pg_database(pg_server)
     from sqlalchemy.engine import make_url

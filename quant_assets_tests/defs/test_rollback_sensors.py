@@ -11,13 +11,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from quant_assets.defs.rollback import (
+from quant_assets.defs.deployment import (
     champion_reload_sensor,
     drift_rollback_sensor,
     rollback_champion,
     rollback_job,
 )
-from quant_assets.deployment.registry import ModelRef, ModelRegistry
+from quant_assets.deployment.model_config import ModelRef
+from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.settings import Settings
 
 DRIFT = dg.AssetKey("drift_report")

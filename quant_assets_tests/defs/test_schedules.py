@@ -6,12 +6,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from quant_assets.defs.ingestion import after_close_backfill_schedule
+from quant_assets.defs.monitoring import live_monitoring_schedule
 from quant_assets.defs.partitions import day_ticker_key
-from quant_assets.defs.schedules import (
-    after_close_backfill_schedule,
-    live_monitoring_schedule,
-    nightly_retraining_schedule,
-)
+from quant_assets.defs.training import nightly_retraining_schedule
 from quant_assets.market import calendar
 from quant_assets.settings import get_settings
 

@@ -8,21 +8,19 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from quant_assets.defs.assets.training import (
+from quant_assets.defs.resources import DatabaseResource, MlflowResource
+from quant_assets.defs.training import (
     CHECK_PARITY,
     lstm_model,
     training_dataset,
     transformer_model,
 )
-from quant_assets.defs.mlflow_resource import MlflowResource
-from quant_assets.defs.resources import DatabaseResource
 from quant_assets.labels import LabelSpec
 from quant_assets.models.bundle import list_bundles, load_bundle
 from quant_assets.models.data import labelled_features_from_bars
 from quant_assets.settings import Settings
 from quant_assets.storage.database import get_engine
-from quant_assets_tests.models.conftest import TICKERS, market_bars
-from quant_assets_tests.models.test_data import store
+from quant_assets_tests.models.helpers import TICKERS, market_bars, store
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 

@@ -6,7 +6,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from quant_assets.deployment.registry import ModelRef, ModelRegistry, RegistryError
+from quant_assets.deployment.model_config import ModelRef, RegistryError
+from quant_assets.deployment.registry import ModelRegistry
 
 _BARRIER: Any = None
 

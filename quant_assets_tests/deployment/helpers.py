@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quant_assets.deployment.registry import ModelRef
-from quant_assets.deployment.validation import CLASS_ORDER
+from quant_assets.deployment.model_config import ModelRef
+from quant_assets.labels import CLASS_ORDER
 
 
 def probs_from_classes(pred_idx: np.ndarray, confidence: float = 0.6) -> np.ndarray:

@@ -9,16 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quant_assets.deployment.decision import DecisionRule
 from quant_assets.deployment.registry import ModelRegistry
-from quant_assets.deployment.scoring import ValidationSet, check_bundle, latest_bundles
+from quant_assets.deployment.scoring import ValidationSet
 from quant_assets.deployment.validate_model import validate_and_deploy
-from quant_assets.deployment.validation import DecisionRule
+from quant_assets.models.bundle import latest_bundles
+from quant_assets.models.parity import check_bundle
 from quant_assets.settings import Settings
 
 
 @pytest.mark.slow
 def test_gate_on_real_tflite_bundles(tmp_path: Path) -> None:
-    from quant_assets.features import FEATURE_SPEC
+    from quant_assets.features.spec import FEATURE_SPEC
     from quant_assets.labels import LabelSpec
     from quant_assets.market import calendar
     from quant_assets.models.config import TrainingConfig

@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from quant_assets.deployment import registry as reg
-from quant_assets.deployment.registry import (
+from quant_assets.deployment import champion
+from quant_assets.deployment.model_config import (
     ChampionFileMissingError,
     ModelConfig,
     ModelFileMissingError,
     ModelRef,
-    ModelRegistry,
     RegistryCorruptError,
     RegistryMissingError,
     RegistryUnrecoverableError,
     RegistryVersionError,
     parse_config,
 )
+from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.settings import Settings
 from quant_assets_tests.deployment.helpers import make_model_file
 
@@ -180,17 +180,15 @@ def test_history_is_bounded(home: Path) -> None:
     assert [c.seq for c in cfg.changes] == [4, 5, 6, 7] and cfg.revision == 7
 
 
-def test_module_level_api_uses_settings(home: Path) -> None:
-    settings = Settings(home=home, _env_file=None)
+def test_champion_operations_without_mlflow(home: Path) -> None:
+    registry = ModelRegistry.from_settings(Settings(home=home, _env_file=None))
     a = make_model_file(home, "lstm", 1)
     b = make_model_file(home, "transformer", 1)
-    assert reg.promote(a, reason="a", settings=settings, sync_mlflow=False).changed
-    assert reg.promote(b, reason="b", settings=settings, sync_mlflow=False).changed
-    r = reg.rollback("drift", settings=settings, sync_mlflow=False)
+    assert champion.promote(registry, a, reason="a").changed
+    assert champion.promote(registry, b, reason="b").changed
+    r = champion.rollback(registry, "drift")
     assert r.current == "lstm_v1" and r.alias_sync is None
-    assert reg.rollback("drift", settings=settings, sync_mlflow=False).outcome == (
-        "no_previous_version"
-    )
+    assert champion.rollback(registry, "drift").outcome == ("no_previous_version")
 
 
 # --- atomic writes ---------------------------------------------------------------------------
@@ -203,7 +201,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(
     def boom(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(reg.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         registry.promote(refs[0], reason="x")
     monkeypatch.undo()
@@ -347,7 +345,7 @@ def test_config_file_is_written_with_a_trailing_newline(registry: ModelRegistry)
 def test_registry_cli(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
-    from quant_assets.deployment.cli import add_registry_parser, run_registry_command
+    from quant_assets.deployment.registry_cli import add_registry_parser, run_registry_command
 
     settings = Settings(home=home, _env_file=None)
     parser = argparse.ArgumentParser(prog="quant")

@@ -15,20 +15,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.deployment import scoring
+from quant_assets.deployment.decision import DecisionRule
 from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.deployment.scoring import (
     IncompatibleBundleError,
     ValidationSet,
-    check_bundle,
-    latest_bundles,
     reorder_classes,
     score_bundles,
     unseen_part,
     windows_for_bundle,
 )
 from quant_assets.deployment.validate_model import validate_and_deploy
-from quant_assets.deployment.validation import CLASS_ORDER, DecisionRule
+from quant_assets.labels import CLASS_ORDER
+from quant_assets.models import parity
+from quant_assets.models.bundle import latest_bundles
+from quant_assets.models.inference import Predictor
+from quant_assets.models.parity import check_bundle
 from quant_assets.settings import Settings
 from quant_assets_tests.deployment.helpers import labels, probs_from_classes
 
@@ -252,7 +254,7 @@ def test_gate_does_not_overwrite_a_concurrent_change(home: Path, registry: Model
 
     def racing_loader(bundle_dir: Path) -> FakePredictor:
         if registry.champion().model.name == "lstm_v1":  # someone else promotes meanwhile
-            from quant_assets.deployment.registry import ModelRef
+            from quant_assets.deployment.model_config import ModelRef
 
             registry.promote(ModelRef.for_bundle(home, other), reason="operator")
         return fake_loader(bundle_dir)
@@ -293,13 +295,13 @@ def test_gate_with_an_unscorable_champion_uses_the_baseline(
 
 # --- Dagster ---------------------------------------------------------------------------------
 def test_champion_model_asset_and_check(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from quant_assets.defs.assets import champion as champion_module
+    from quant_assets.defs import deployment as champion_module
 
     monkeypatch.setenv("QUANT_HOME", str(home))
     vs = validation_set()
     monkeypatch.setattr(champion_module, "load_validation_set", lambda path, segment: vs)
-    monkeypatch.setattr(scoring, "default_predictor_loader", fake_loader)
-    monkeypatch.setattr(scoring, "keras_reference_probs", fake_reference)
+    monkeypatch.setattr(Predictor, "load", staticmethod(fake_loader))
+    monkeypatch.setattr(parity, "bundle_keras_probabilities", fake_reference)
     make_bundle(home, "lstm", 1, 0.6)
     make_bundle(home, "transformer", 1, 0.8)
     run_config = dg.RunConfig(
@@ -334,7 +336,7 @@ def test_champion_model_asset_and_check(home: Path, monkeypatch: pytest.MonkeyPa
 
 def test_validation_set_from_a_real_training_dataset(tmp_path: Path) -> None:
     from quant_assets.deployment.scoring import load_validation_set
-    from quant_assets.features import FEATURE_SPEC
+    from quant_assets.features.spec import FEATURE_SPEC
     from quant_assets.market import calendar
     from quant_assets.models.config import TrainingConfig
     from quant_assets.models.dataset import build_dataset

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import dagster as dg
 import pandas as pd
-from dagster._core.storage.tags import RUN_KEY_TAG
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import OperationalError
 
-from quant_assets.defs.assets.raw_bars import raw_bars
+from quant_assets.defs.ingestion import gap_backfill_sensor, raw_bars
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
-from quant_assets.defs.sensors import gap_backfill_sensor
-from quant_assets.ingestion.replay import SimulatedClock
+from quant_assets.ingestion.poller_replay import SimulatedClock
 from quant_assets.market import calendar
 from quant_assets.market.sources import MarketSource
+
+log = logging.getLogger(__name__)
 
 TICKERS = ["AAPL", "MSFT", "NVDA", "AMZN"]
 # 2026-03-03: AMZN has a planted 14-minute halt (17:21-17:35 UTC) and a few no-trade minutes
@@ -125,7 +126,7 @@ def execute(
         partition_key=request.partition_key,
         instance=instance,
         resources={"database": DatabaseResource(), "market": market},
-        tags={**request.tags, RUN_KEY_TAG: request.run_key},
+        tags={**request.tags, "dagster/run_key": request.run_key},  # as the daemon does
     )
 
 
@@ -140,5 +141,5 @@ def duplicate_rows(engine: Engine) -> int:
 
 
 def sample_figures(name: str, **figures: object) -> None:
-    """Print a test's figures (visible with ``pytest -s``; quoted in reports)."""
-    print(f"\n[{name}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    """Log a test's figures (shown with ``pytest -o log_cli=true``; quoted in reports)."""
+    log.info(f"\n[{name}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))

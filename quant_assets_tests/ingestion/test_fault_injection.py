@@ -18,7 +18,7 @@ import pytest
 
 from quant_assets.ingestion import backfill_queue as queue
 from quant_assets.ingestion.poller import PollerConfig
-from quant_assets.ingestion.replay import SimulatedClock, replay
+from quant_assets.ingestion.poller_replay import SimulatedClock, replay
 from quant_assets.market import calendar
 from quant_assets.market.sources import MarketSource
 from quant_assets.settings import Settings

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
+from quant_assets.defs.runless import runless_reporter
 from quant_assets.ingestion import backfill_queue as queue
 from quant_assets.ingestion.gaps import Gap, ranges_of_minutes
 from quant_assets.ingestion.poller import Backoff, BarBuffer, Poller, PollerConfig
-from quant_assets.ingestion.replay import AsOfSource, SimulatedClock, parse_time, replay
+from quant_assets.ingestion.poller_replay import AsOfSource, SimulatedClock, parse_time, replay
 from quant_assets.market import calendar
 from quant_assets.market.synthetic import SyntheticMarket
 from quant_assets.storage.bars import read_bars, write_bars
@@ -262,7 +263,7 @@ def test_runless_events_show_bars_arriving(engine: Engine, market: SyntheticMark
         clock = SimulatedClock(ny(DAY, "09:29"))
         poller = Poller(
             config(), AsOfSource(market, clock.now), lambda: engine,
-            clock=clock.now, sleep=clock.sleep, instance=instance,
+            clock=clock.now, sleep=clock.sleep, reporter=runless_reporter(instance),
         )  # fmt: skip
         stats = poller.run(until=ny(DAY, "09:36"))
         assert stats.events_reported > 0 and stats.event_errors == 0

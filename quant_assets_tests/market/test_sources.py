@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 from yfinance.exceptions import YFRateLimitError
 
-from quant_assets.market.sources import (
-    MarketSource,
+from quant_assets.market.sources import MarketSource, SourceRangeError
+from quant_assets.market.yfinance_source import (
     MinIntervalLimiter,
-    SourceRangeError,
     YFinanceSource,
     normalize_yfinance_bars,
 )

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
-from quant_assets.features import FEATURE_SPEC, FEATURE_TABLE_COLUMNS
+from quant_assets.features.spec import FEATURE_SPEC
 from quant_assets.labels import LabelSpec
 from quant_assets.models.data import (
     label_spec_of,
@@ -15,22 +15,7 @@ from quant_assets.models.data import (
     load_labelled_features,
 )
 from quant_assets.models.dataset import build_dataset
-from quant_assets.storage.database import write_to_db
-from quant_assets.storage.derived import label_spec_json
-from quant_assets_tests.models.conftest import TINY
-
-
-def store(frame: pd.DataFrame, engine: Engine, spec: LabelSpec | None = None) -> None:
-    """Write labelled feature rows into the features and labels tables."""
-    spec = spec or LabelSpec()
-    write_to_db(
-        frame[list(FEATURE_TABLE_COLUMNS)].assign(feature_version=FEATURE_SPEC.version),
-        "features",
-        engine,
-    )
-    labels = frame[["ticker", "ts", "label", "t1", "ret", "sigma"]].copy()
-    labels["label"] = labels["label"].astype("Int16")
-    write_to_db(labels.assign(label_spec=label_spec_json(spec)), "labels", engine)
+from quant_assets_tests.models.helpers import TINY, store
 
 
 def test_loader_round_trips_and_builds_the_same_dataset(

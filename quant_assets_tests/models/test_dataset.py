@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from quant_assets.features import FEATURE_SPEC, create_features
+from quant_assets.features.indicators import create_features
+from quant_assets.features.spec import FEATURE_SPEC
 from quant_assets.labels import LabelSpec
 from quant_assets.models.config import TrainingConfig
 from quant_assets.models.dataset import (
@@ -20,7 +22,7 @@ from quant_assets.models.dataset import (
     latest_windows,
     plan_split,
 )
-from quant_assets_tests.models.conftest import TINY
+from quant_assets_tests.models.helpers import TINY
 
 COLS = list(FEATURE_SPEC.columns)
 
@@ -201,21 +203,33 @@ def test_latest_windows_takes_the_newest_bars_and_names_short_tickers(signal_mar
         latest_windows(short, COLS, 60)
 
 
-def test_config_reads_the_environment() -> None:
-    env = {
-        "QUANT_TRAIN_EPOCHS": "3",
-        "QUANT_TRAIN_SCALER": "minmax",
-        "QUANT_TRAIN_TRANSFORMER_EPOCHS": "none",
-        "QUANT_TRAIN_CLASS_WEIGHTING": "false",
-    }
-    cfg = TrainingConfig.from_env(env, window=30, seed=None)
+def test_config_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env file
+
+    def set_env(values: dict[str, str]) -> None:
+        for name in [k for k in os.environ if k.startswith("QUANT_TRAIN_")]:
+            monkeypatch.delenv(name)
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+
+    set_env(
+        {
+            "QUANT_TRAIN_EPOCHS": "3",
+            "QUANT_TRAIN_SCALER": "minmax",
+            "QUANT_TRAIN_TRANSFORMER_EPOCHS": "none",
+            "QUANT_TRAIN_CLASS_WEIGHTING": "false",
+        }
+    )
+    cfg = TrainingConfig.from_env(window=30, seed=None)
     assert (cfg.epochs, cfg.scaler, cfg.window, cfg.seed) == (3, "minmax", 30, 42)
     assert cfg.transformer_epochs is None and cfg.class_weighting is False
     assert cfg.epochs_for("transformer") == 3
     with pytest.raises(ValueError, match="multiple of"):
         TrainingConfig(transformer_d_model=10, transformer_heads=4)
     assert TrainingConfig.gpu().lstm_units > TrainingConfig().lstm_units
-    gpu = TrainingConfig.from_env({"QUANT_TRAIN_PRESET": "gpu", "QUANT_TRAIN_EPOCHS": "5"})
+    set_env({"QUANT_TRAIN_PRESET": "gpu", "QUANT_TRAIN_EPOCHS": "5"})
+    gpu = TrainingConfig.from_env()
     assert gpu.lstm_units == TrainingConfig.gpu().lstm_units and gpu.epochs == 5
+    set_env({"QUANT_TRAIN_PRESET": "tpu"})
     with pytest.raises(ValueError, match="PRESET"):
-        TrainingConfig.from_env({"QUANT_TRAIN_PRESET": "tpu"})
+        TrainingConfig.from_env()

@@ -12,6 +12,8 @@ test isolates the direction, which only leaks through lookahead.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,9 @@ from quant_assets.models import baselines
 from quant_assets.models.data import labelled_features_from_bars
 from quant_assets.models.dataset import build_dataset
 from quant_assets.models.training import classification_metrics, predict_proba, train_model
-from quant_assets_tests.models.conftest import TINY, market_bars
+from quant_assets_tests.models.helpers import TINY, market_bars
+
+log = logging.getLogger(__name__)
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -47,7 +51,7 @@ def evaluate(signal: float) -> dict[str, float]:
 def test_martingale_gives_no_direction_and_a_planted_signal_does() -> None:
     null = evaluate(0.0)
     planted = evaluate(0.3)
-    print(f"martingale {null}\nplanted {planted}")
+    log.info(f"martingale {null}\nplanted {planted}")
     # Martingale: not better than the directional null beyond noise (3 sd, one-sided).
     assert null["f1"] <= null["f1_null_mean"] + 3 * null["f1_null_sd"], null
     assert null["auc"] <= 0.5 + 3 * null["auc_null_sd"], null

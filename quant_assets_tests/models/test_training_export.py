@@ -11,7 +11,7 @@ import pytest
 from quant_assets.models.bundle import load_bundle
 from quant_assets.models.dataset import TrainingDataset
 from quant_assets.models.inference import PREDICTION_COLUMNS, Predictor, TFLiteRunner
-from quant_assets_tests.models.conftest import TINY
+from quant_assets_tests.models.helpers import TINY
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -66,7 +66,7 @@ def test_tflite_parity_and_bundle(trained, small_dataset: TrainingDataset, arch:
     )
     assert manifest["training_window"] == small_dataset.training_window()
     # The drift monitor reads its references straight from the bundle.
-    from quant_assets.monitoring.reference import ConceptBaseline, ReferenceStats
+    from quant_assets.drift.reference import ConceptBaseline, ReferenceStats
 
     reference = ReferenceStats.from_dict(bundle.reference_stats)
     assert "rsi_14" in reference.columns and "day_of_week_sin" not in reference.columns
@@ -111,7 +111,7 @@ def test_predict_latest_from_raw_bars(trained, signal_market) -> None:
     np.testing.assert_allclose(out[["p_down", "p_flat", "p_up"]].sum(axis=1), 1.0, atol=1e-5)
     assert set(out["label"]) <= {-1, 0, 1}
     # Train/serve parity: the newest window built from raw bars = the dataset's own window.
-    from quant_assets.features import create_features
+    from quant_assets.features.indicators import create_features
     from quant_assets.models.dataset import latest_windows
 
     _, windows = latest_windows(create_features(bars), predictor.columns, predictor.window)
@@ -125,14 +125,16 @@ def test_predict_latest_from_raw_bars(trained, signal_market) -> None:
 
 
 def test_unrolled_lstm_route_exports_a_dynamic_batch(trained, small_dataset) -> None:
-    from quant_assets.models.export import export_tflite, parity
+    from quant_assets.models.parity import compare_probabilities, keras_probabilities
+    from quant_assets.models.tflite_export import export_tflite
 
     model = trained["lstm"].result.model
     tflite = export_tflite(model, "lstm", TINY.replace(lstm_export="unrolled"))
     runner = TFLiteRunner(tflite)
     assert runner.fixed_batch is None
-    check = parity(model, tflite, small_dataset.windows("val", limit=64))
-    assert check["max_abs_diff"] <= 1e-4
+    x = small_dataset.windows("val", limit=64)
+    check = compare_probabilities(keras_probabilities(model, x), runner.predict(x))
+    assert check.max_abs_diff <= 1e-4
 
 
 def test_training_is_reproducible_with_fixed_seeds(small_dataset: TrainingDataset) -> None:

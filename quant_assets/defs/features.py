@@ -1,0 +1,151 @@
+"""``features`` and ``labels``: derived tables of the adjusted bars, partitioned like them, and
+the ``daily_tables`` job (adjusted bars → features → labels over a range of partitions)."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from quant_assets.daily_tables import (
+    build_features,
+    build_labels,
+    label_spec_json,
+    write_features,
+    write_labels,
+)
+from quant_assets.defs.configs import config_class, dataclass_values
+from quant_assets.defs.partitions import day_ticker_partitions, split_keys
+from quant_assets.defs.resources import DatabaseResource
+from quant_assets.features.spec import FEATURE_SPEC
+from quant_assets.labels import LabelSpec
+from quant_assets.market import calendar
+
+CHECK_FINITE = "finite_after_warmup"
+CHECK_LABELS = "labels_consistent"
+
+
+@dg.asset(
+    partitions_def=day_ticker_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[dg.AssetKey("adjusted_bars")],
+    group_name="features",
+    kinds={"sql", "pandas"},
+    description=(
+        "create_features() of the total-return adjusted bars (pandas-ta RSI, MACD, EMAs, "
+        "Bollinger bands, realized vol, time of day, lagged returns), table features. Each "
+        "session is warmed up from earlier sessions of the same ticker; no lookahead."
+    ),
+    check_specs=[
+        dg.AssetCheckSpec(
+            CHECK_FINITE,
+            asset="features",
+            description="Model inputs are finite on every warmed-up row.",
+        )
+    ],
+)
+def features(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    """Compute and store the features of every session × ticker partition of this run."""
+    engine = database.engine
+    frames = []
+    for ticker, days in sorted(split_keys(context.partition_keys).items()):
+        frame = build_features(engine, ticker, days)
+        write_features(frame, engine)
+        frames.append(frame)
+        context.log.info(f"{ticker}: {len(frame)} feature rows over {len(days)} partitions")
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    inputs = table[list(FEATURE_SPEC.columns)].astype("float64") if len(table) else None
+    warm = table["warm"].astype(bool) if len(table) else pd.Series([], dtype=bool)
+    bad_rows = 0 if inputs is None else int((~np.isfinite(inputs[warm])).any(axis=1).sum())
+    nan_counts = {} if inputs is None else {c: int(n) for c, n in inputs.isna().sum().items()}
+    return dg.MaterializeResult(
+        metadata={
+            "rows": dg.MetadataValue.int(len(table)),
+            "warm_rows": dg.MetadataValue.int(int(warm.sum())),
+            "feature_version": dg.MetadataValue.text(FEATURE_SPEC.version),
+            "model_inputs": dg.MetadataValue.json(list(FEATURE_SPEC.columns)),
+            "nan_counts": dg.MetadataValue.json(nan_counts),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=CHECK_FINITE,
+                passed=bad_rows == 0,
+                metadata={"warm_rows_with_nan_or_inf": bad_rows},
+            )
+        ],
+    )
+
+
+# Triple-barrier parameters: LabelSpec's fields and defaults.
+LabelsConfig = config_class("LabelsConfig", LabelSpec)
+
+
+@dg.asset(
+    partitions_def=day_ticker_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[dg.AssetKey("adjusted_bars")],
+    group_name="features",
+    kinds={"sql", "numba"},
+    description=(
+        "Triple-barrier labels (-1 down / 0 neutral / +1 up) of the adjusted bars, table labels. "
+        "Barriers at ±σ·k from an EWM volatility of past returns; the vertical barrier within "
+        "the session gives 0. Sessions still in progress are skipped."
+    ),
+    check_specs=[
+        dg.AssetCheckSpec(
+            CHECK_LABELS,
+            asset="labels",
+            description="Labels in {-1, 0, 1}; t1 after ts and inside the same session.",
+        )
+    ],
+)
+def labels(
+    context: dg.AssetExecutionContext, config: LabelsConfig, database: DatabaseResource
+) -> dg.MaterializeResult:
+    """Label the completed sessions of every session × ticker partition of this run."""
+    engine = database.engine
+    spec = LabelSpec(**dataclass_values(config, LabelSpec))
+    now = pd.Timestamp.now(tz="UTC")
+    frames = []
+    for ticker, days in sorted(split_keys(context.partition_keys).items()):
+        done = [d for d in days if calendar.span_of_days(d, d)[1] <= now]
+        if len(done) < len(days):
+            context.log.info(f"{ticker}: {len(days) - len(done)} session(s) not over; skipped")
+        if not done:
+            continue
+        frame = build_labels(engine, ticker, done, spec)
+        write_labels(frame, spec, engine)
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["label"])
+    counts = table["label"].value_counts(dropna=False)
+    balance = {str(k): int(v) for k, v in counts.items()}
+    return dg.MaterializeResult(
+        metadata={
+            "rows": dg.MetadataValue.int(len(table)),
+            "class_balance": dg.MetadataValue.json(balance),
+            "label_spec": dg.MetadataValue.json(label_spec_json(spec)),
+        },
+        check_results=[_label_check(table)],
+    )
+
+
+def _label_check(table: pd.DataFrame) -> dg.AssetCheckResult:
+    labelled = table[table["label"].notna()]
+    bad_value = int((~labelled["label"].isin([-1, 0, 1])).sum())
+    if len(labelled):
+        same_session = calendar.session_labels(labelled["t1"]) == calendar.session_labels(
+            labelled["ts"]
+        )
+        bad_t1 = int(((labelled["t1"] <= labelled["ts"]) | ~same_session).sum())
+    else:
+        bad_t1 = 0
+    return dg.AssetCheckResult(
+        check_name=CHECK_LABELS,
+        passed=bad_value == 0 and bad_t1 == 0,
+        metadata={"bad_values": bad_value, "bad_t1": bad_t1},
+    )
+
+
+daily_tables_job = dg.define_asset_job(
+    "daily_tables",
+    selection=dg.AssetSelection.assets("adjusted_bars", features, labels),
+    description="Adjusted bars, features and labels for a range of session × ticker partitions.",
+)
