@@ -54,7 +54,7 @@ def populate(
     )
     days = list(calendar.sessions(*history))
     for ticker in tickers:
-        ingest_sessions(market, engine, ticker, days, tickers)
+        ingest_sessions(market, engine, ticker, days)
     rebuild_adjusted_bars(engine, list(tickers))
     for ticker in tickers:
         write_features(

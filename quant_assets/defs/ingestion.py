@@ -99,7 +99,7 @@ def raw_bars(
     changed = 0
     reasons: dict[str, int] = {}
     for i, (ticker, days) in enumerate(sorted(by_ticker.items()), start=1):
-        result = ingest_sessions(source, engine, ticker, days, market.tickers)
+        result = ingest_sessions(source, engine, ticker, days)
         reports += result.sessions
         changed += result.rows_changed
         for reason, n in result.quarantine_reasons.items():
@@ -510,7 +510,7 @@ def fill_queued_gaps(
     todo = queue.entries(engine)
 
     def run_partition(ticker: str, day: pd.Timestamp, _items: list) -> bool:
-        ingest_sessions(source, engine, ticker, [day], market.tickers)
+        ingest_sessions(source, engine, ticker, [day])
         return True
 
     report = queue.backfill(engine, source, market.tickers, todo, run_partition)

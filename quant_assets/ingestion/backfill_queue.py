@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from quant_assets.ingestion.gaps import Gap
+from quant_assets.ingestion.gaps import Gap, span_per_session
 from quant_assets.market import calendar
 from quant_assets.market.bar_validation import validate_bars
 from quant_assets.market.sources import MarketSource, SourceRangeError
@@ -86,33 +86,74 @@ def _db_ts(ts: pd.Timestamp, engine: Engine) -> object:
     return value.to_pydatetime()
 
 
-def enqueue_gaps(engine: Engine, gaps: Iterable[Gap], now: pd.Timestamp | None = None) -> int:
+def enqueue_gaps(
+    engine: Engine,
+    gaps: Iterable[Gap],
+    now: pd.Timestamp | None = None,
+    *,
+    merge: bool = False,
+) -> int:
     """Insert gaps as ``pending`` entries in one transaction; return how many were new.
 
     A gap already queued (same ticker, start, end — whatever its status) is left alone, so the
-    poller may report the same gap twice.
+    poller may report the same gap twice. With ``merge`` (the live poller) a ticker's gaps of one
+    session become one entry: the gaps of the call are spanned, and a still-``pending`` entry of
+    that ticker and session that ends before them is extended to cover them (the bars between
+    are stored; ``assess`` counts them as kept). A thin ticker thus keeps one open entry per
+    session instead of one per pause between its trades.
     """
-    rows = [
-        {
-            "ticker": g.ticker,
-            "start_ts": _db_ts(g.start, engine),
-            "end_ts": _db_ts(g.end, engine),
-            "status": "pending",
-            "detail": None,
-            "created_at": _db_ts(now or _now(), engine),
-            "updated_at": _db_ts(now or _now(), engine),
-        }
-        for g in gaps
-        if g.end > g.start
-    ]
-    if not rows:
+    wanted = [g for g in gaps if g.end > g.start]
+    if merge:
+        wanted = span_per_session(wanted)
+    if not wanted:
         return 0
+    stamp = _db_ts(now or _now(), engine)
     insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     stmt = insert(backfill_queue).on_conflict_do_nothing(
         index_elements=["ticker", "start_ts", "end_ts"]
     )
     with engine.begin() as conn:
+        if merge:
+            wanted = [g for g in wanted if not _extend_pending(conn, engine, g, stamp)]
+        if not wanted:
+            return 0
+        rows = [
+            {
+                "ticker": g.ticker,
+                "start_ts": _db_ts(g.start, engine),
+                "end_ts": _db_ts(g.end, engine),
+                "status": "pending",
+                "detail": None,
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+            for g in wanted
+        ]
         return max(conn.execute(stmt, rows).rowcount, 0)
+
+
+def _extend_pending(conn: Connection, engine: Engine, gap: Gap, stamp: object) -> bool:
+    """Stretch the ticker's newest pending entry of the gap's session over the gap, if any."""
+    day_start, _ = calendar.span_of_days(gap.day, gap.day)
+    t = backfill_queue
+    query = (
+        select(t.c.id, t.c.end_ts)
+        .where(
+            t.c.ticker == gap.ticker,
+            t.c.status == "pending",
+            t.c.start_ts >= _db_ts(day_start, engine),
+            t.c.end_ts <= _db_ts(gap.start, engine),
+        )
+        .order_by(t.c.end_ts.desc())
+        .limit(1)
+    )
+    row = conn.execute(query).first()
+    if row is None:
+        return False
+    conn.execute(
+        update(t).where(t.c.id == row.id).values(end_ts=_db_ts(gap.end, engine), updated_at=stamp)
+    )
+    return True
 
 
 def entries(
@@ -170,14 +211,31 @@ def set_status(
 
 
 def settle(engine: Engine, assessments: Iterable[Assessment]) -> dict[str, int]:
-    """Mark ``filled`` entries done and ``unfillable`` ones unfillable; return counts per status."""
+    """Mark ``filled`` entries done and ``unfillable`` ones unfillable, all in one transaction;
+    return counts per status."""
+    now = _db_ts(_now(), engine)
+    params = [
+        {
+            "eid": item.entry.id,
+            "new_status": "done" if item.outcome == "filled" else "unfillable",
+            "new_detail": item.detail,
+        }
+        for item in assessments
+        if item.outcome != "missing"
+    ]
     counts = {"done": 0, "unfillable": 0}
-    now = _now()
-    for item in assessments:
-        if item.outcome == "missing":
-            continue
-        status: Status = "done" if item.outcome == "filled" else "unfillable"
-        counts[status] += set_status(engine, [item.entry.id], status, item.detail, now)
+    if not params:
+        return counts
+    t = backfill_queue
+    stmt = (
+        update(t)
+        .where(t.c.id == bindparam("eid"))
+        .values(status=bindparam("new_status"), detail=bindparam("new_detail"), updated_at=now)
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt, params)
+    for p in params:
+        counts[p["new_status"]] += 1
     return counts
 
 

@@ -68,7 +68,7 @@ from quant_assets.market.frames import BAR_COLUMNS, empty_bars
 from quant_assets.market.sources import MarketSource
 from quant_assets.settings import Settings
 from quant_assets.storage.bars import last_bar_times, write_bars, write_quarantine
-from quant_assets.storage.database import DatabaseUnavailableError, safe_url
+from quant_assets.storage.database import DatabaseUnavailableError, is_outage, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +494,7 @@ class Poller:
         self.stats.bars_dropped += len(dropped)
         gaps = []
         for ticker, part in dropped.groupby("ticker"):
-            gaps += span_per_session(ranges_of_minutes(str(ticker), part["ts"]))
+            gaps += span_per_session(ranges_of_minutes(str(ticker), part["ts"]))  # one per day
         log.error(
             "buffer full (%d bars) while the database is unavailable: dropped the %d oldest "
             "bars; their minutes are queued for backfill",
@@ -615,7 +615,12 @@ class Poller:
         )
 
     def _flush(self, now: pd.Timestamp, force: bool = False) -> None:
-        """Write buffered bars, quarantined rows and gaps (each in one transaction)."""
+        """Write buffered bars, then gaps, then quarantined rows (each its own transaction).
+
+        An outage (the database does not answer) stops the flush and backs off; everything stays
+        pending. Refused rows the database will not take (a data error, not an outage) are
+        logged and let go: they must never hold back bars or gaps.
+        """
         pending = self._pending
         if not (self._buffer.rows or pending.gaps or pending.quarantine or not self._db.restored):
             return
@@ -633,18 +638,35 @@ class Poller:
                 self._buffer.clear()
                 self.stats.bars_written += len(frame)
                 self._report(frame)
-            if pending.quarantine:
-                what = "writing quarantined rows"
-                write_quarantine(pd.concat(pending.quarantine, ignore_index=True), engine)
-                pending.quarantine, pending.quarantine_rows = [], 0
             if pending.gaps:
                 what = "queueing gaps"
-                self.stats.gaps_queued += enqueue_gaps(engine, pending.gaps)
+                self.stats.gaps_queued += enqueue_gaps(engine, pending.gaps, merge=True)
                 pending.gaps = []
         except Exception as err:
             self._db_failed(now, err, what)
             return
+        if pending.quarantine and not self._write_quarantine(engine, now):
+            return
         self._db_ok()
+
+    def _write_quarantine(self, engine: Engine, now: pd.Timestamp) -> bool:
+        """Store the held refused rows; False when the database is unavailable."""
+        pending = self._pending
+        rows = pd.concat(pending.quarantine, ignore_index=True)
+        try:
+            write_quarantine(rows, engine)
+        except Exception as err:
+            if is_outage(err):
+                self._db_failed(now, err, "writing quarantined rows")
+                return False
+            log.error(
+                "could not keep %d refused rows in bar_quarantine (%s: %s); they are let go",
+                len(rows),
+                type(err).__name__,
+                _short(err),
+            )
+        pending.quarantine, pending.quarantine_rows = [], 0
+        return True
 
     # --- reporting ------------------------------------------------------------------------------
     def _report(self, frame: pd.DataFrame) -> None:
@@ -672,13 +694,16 @@ class Poller:
     def _shutdown(self) -> None:
         now = self._clock()
         self._flush(now, force=True)
-        if self._buffer.rows:
+        pending = self._pending
+        if self._buffer.rows or pending.gaps or pending.quarantine:
             self.stats.bars_lost_at_exit = self._buffer.rows
             log.error(
-                "stopping with the database unavailable: %d buffered bars and %d gaps not "
-                "written; on the next start the gap from the last stored bar is queued",
+                "stopping with the database unavailable: %d buffered bars, %d gaps and %d "
+                "refused rows not written; on the next start the gap from the last stored bar "
+                "is queued again, the refused rows are lost",
                 self._buffer.rows,
-                len(self._pending.gaps),
+                len(pending.gaps),
+                pending.quarantine_rows,
             )
         log.info("poller stopped at %s: %s", now, self.stats.as_dict())
 

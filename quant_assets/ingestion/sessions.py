@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -49,23 +49,21 @@ def ingest_sessions(
     engine: Engine,
     ticker: str,
     days: Sequence[pd.Timestamp],
-    universe: Collection[str],
 ) -> IngestResult:
     """Fetch, validate and upsert the regular-session bars of ``ticker`` on ``days``.
 
-    One source request covers the span of the days (sources split it as they must); days that
-    are not sessions (holidays) produce empty, valid reports. Idempotent: re-running stores
-    nothing new.
+    One source request per run of consecutive sessions, covering their whole New York days
+    (sources split it as they must); days that are not sessions (holidays) produce empty, valid
+    reports. Everything the source returns is validated and accounted for: pre/post-market rows,
+    rows of another ticker or of a day not asked for are quarantined with their reason, never
+    stored or dropped unseen. Idempotent: re-running stores nothing new.
     """
     labels = sorted({calendar.to_session_label(d) for d in days})
     trading = [d for d in labels if calendar.is_session(d)]
     if not trading:
         return IngestResult([_report(ticker, d, pd.DataFrame(), 0) for d in labels], 0, {})
-    start, _ = calendar.session_bounds(trading[0])
-    _, end = calendar.session_bounds(trading[-1])
-    fetched = source.get_bars(ticker, start, end)
-    fetched = fetched[_on_days(fetched["ts"], trading)]
-    checked = validate_bars(fetched, universe, allow_empty=True)
+    fetched = [source.get_bars(ticker, *calendar.span_of_days(a, b)) for a, b in _runs(trading)]
+    checked = validate_bars(_combined(fetched), [ticker], allow_empty=True, sessions=trading)
     changed = write_bars(checked.clean, engine)
     write_quarantine(checked.quarantined, engine)
     if not checked.quarantined.empty:
@@ -84,8 +82,27 @@ def ingest_sessions(
     return IngestResult(reports, changed, checked.reason_counts)
 
 
-def _on_days(ts: pd.Series, days: Sequence[pd.Timestamp]) -> pd.Series:
-    return calendar.session_labels(ts).isin(list(days))
+def _combined(answers: list[object]) -> object:
+    """One frame of the source's answers; an answer that is not a frame is passed on as it is,
+    for the validation to refuse with a clear error."""
+    for answer in answers:
+        if not isinstance(answer, pd.DataFrame):
+            return answer
+    frames = [a for a in answers if not a.empty]  # type: ignore[union-attr]
+    return pd.concat(frames, ignore_index=True) if frames else answers[0]
+
+
+def _runs(sessions: Sequence[pd.Timestamp]) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """(first, last) of each run of consecutive sessions (no session of the calendar between)."""
+    every = calendar.sessions(sessions[0], sessions[-1])
+    position = {day: i for i, day in enumerate(every)}
+    runs: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    for day in sessions:
+        if runs and position[day] == position[runs[-1][1]] + 1:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
 
 
 def _report(ticker: str, day: pd.Timestamp, bars: pd.DataFrame, quarantined: int) -> SessionIngest:

@@ -10,6 +10,7 @@ Conventions used across the project:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from functools import cache
 from typing import Any
@@ -23,6 +24,9 @@ MARKET_TZ = "America/New_York"
 
 DateLike = str | date | pd.Timestamp
 SESSION_OPEN_MINUTE = 9 * 60 + 30  # 09:30 New York, in minutes after midnight
+# Pre- and post-market trading on a session day, New York time.
+EXTENDED_OPEN = pd.Timedelta(hours=4)
+EXTENDED_CLOSE = pd.Timedelta(hours=20)
 SESSION_MINUTES = 390  # a full regular session
 EMPTY_MINUTES = pd.DatetimeIndex([], dtype="datetime64[ns, UTC]", name="ts")
 
@@ -95,17 +99,44 @@ def session_labels(ts: pd.Series) -> pd.Series:
     return ts.dt.tz_convert(MARKET_TZ).dt.normalize().dt.tz_localize(None).astype("datetime64[ns]")
 
 
+def in_calendar_range(ts: pd.Series) -> pd.Series:
+    """Whether each tz-aware timestamp's New York date lies in the calendar's range (NaT: no)."""
+    cal = exchange_calendar()
+    days = session_labels(ts.dt.tz_convert("UTC"))
+    return days.notna() & (days >= cal.first_session) & (days <= cal.last_session)
+
+
 def in_regular_session(ts: pd.Series) -> pd.Series:
-    """Whether each tz-aware timestamp falls inside a regular session (open <= ts < close)."""
+    """Whether each tz-aware timestamp falls inside a regular session (open <= ts < close).
+
+    NaT and dates outside the calendar's range are not in a session.
+    """
+    return _within_sessions(ts, session_bounds)
+
+
+def in_extended_hours(ts: pd.Series) -> pd.Series:
+    """Whether each tz-aware timestamp falls in a session day's pre- or post-market hours
+    (04:00 … 20:00 New York, outside the regular session)."""
+
+    def bounds(day: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
+        local = pd.Timestamp(day).tz_localize(MARKET_TZ)
+        return local + EXTENDED_OPEN, local + EXTENDED_CLOSE
+
+    return _within_sessions(ts, bounds) & ~in_regular_session(ts)
+
+
+def _within_sessions(ts: pd.Series, bounds: Callable[[pd.Timestamp], tuple]) -> pd.Series:
+    """``lo <= ts < hi`` with (lo, hi) = ``bounds(day)`` of each timestamp's session day."""
     ok = pd.Series(False, index=ts.index, dtype=bool)
     if ts.empty:
         return ok
     utc = ts.dt.tz_convert("UTC")
-    days = session_labels(utc)
-    for day in days.unique():
+    covered = in_calendar_range(utc)
+    days = session_labels(utc.where(covered))
+    for day in days.dropna().unique():
         if is_session(day):
-            open_, close = session_bounds(day)
-            ok |= (days == day) & (utc >= open_) & (utc < close)
+            lo, hi = bounds(day)
+            ok |= (days == day) & (utc >= lo) & (utc < hi)
     return ok
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 # Adjusted prices: for splits and cash dividends (what the models use), or for splits only.
@@ -31,14 +32,28 @@ def as_bar_dtypes(bars: pd.DataFrame) -> pd.DataFrame:
     """Return ``bars`` restricted to BAR_COLUMNS, in order, with the canonical dtypes.
 
     ticker: string; ts: datetime64[ns, UTC] (bar start); prices: float64; volume: int64.
+    Refuses (ValueError) what a cast would silently change: naive timestamps (in which zone?)
+    and volumes that are not whole numbers an int64 holds exactly (|v| ≤ 2^53).
     """
     out = bars.loc[:, list(BAR_COLUMNS)].copy()
     out["ticker"] = out["ticker"].astype("string")
-    out["ts"] = pd.to_datetime(out["ts"], utc=True).astype("datetime64[ns, UTC]")
+    out["ts"] = _utc_bar_starts(out["ts"])
     for col in PRICE_COLUMNS:
         out[col] = out[col].astype("float64")
-    out["volume"] = out["volume"].astype("int64")
+    volume = out["volume"].to_numpy(dtype="float64")
+    if not (np.isfinite(volume) & (volume == np.floor(volume)) & (np.abs(volume) <= 2.0**53)).all():
+        raise ValueError("bar volumes must be whole numbers of at most 2^53")
+    out["volume"] = volume.astype("int64")
     return out.reset_index(drop=True)
+
+
+def _utc_bar_starts(values: pd.Series) -> pd.Series:
+    if values.empty:
+        return pd.Series([], index=values.index, dtype="datetime64[ns, UTC]")
+    ts = pd.to_datetime(values)
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+        raise ValueError("bar timestamps are naive: say their zone (tz_localize) first")
+    return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
 
 
 def empty_splits() -> pd.DataFrame:

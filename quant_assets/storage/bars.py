@@ -8,7 +8,8 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 
 from quant_assets.market.frames import BAR_COLUMNS, as_bar_dtypes, empty_bars
-from quant_assets.storage.database import to_db_timestamp, to_utc, write_to_db
+from quant_assets.storage.database import insert_new, to_db_timestamp, to_utc, write_to_db
+from quant_assets.storage.quarantine import quarantine_rows
 from quant_assets.storage.schema import price_data
 
 
@@ -52,14 +53,11 @@ def last_bar_times(engine: Engine, tickers: Sequence[str]) -> dict[str, pd.Times
 
 
 def write_quarantine(quarantined: pd.DataFrame, engine: Engine) -> int:
-    """Keep refused rows, with their reason, in ``bar_quarantine`` for inspection."""
+    """Keep refused rows, with their reason, in ``bar_quarantine`` for inspection.
+
+    A row seen again (same values, same reason) is stored once; its first ``seen_at`` stays.
+    """
     if quarantined.empty:
         return 0
-    frame = quarantined.copy()
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    frame["payload"] = frame[list(BAR_COLUMNS[2:])].astype("string").agg(",".join, axis=1)
-    frame["seen_at"] = pd.Timestamp.now(tz="UTC")
-    frame = frame.drop_duplicates(["ticker", "ts", "reason"], keep="last")
-    return write_to_db(
-        frame[["ticker", "ts", "reason", "payload", "seen_at"]], "bar_quarantine", engine
-    )
+    rows = quarantine_rows(quarantined, pd.Timestamp.now(tz="UTC"))
+    return insert_new(rows, "bar_quarantine", engine)

@@ -21,20 +21,21 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as arrow_csv
-from sqlalchemy import Connection, Engine, Table, create_engine, event, or_, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, or_, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.sql import Executable
 from tenacity import (
     RetryError,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential,
 )
 
 from quant_assets.settings import Settings, get_settings
+from quant_assets.storage.quarantine import row_key
 from quant_assets.storage.schema import TABLES, metadata
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 # Serializes schema creation between processes that start at once on the same server.
 _SCHEMA_LOCK_ID = 0x5155414E54  # "QUANT"
+DEADLOCK_ATTEMPTS = 5
 
 
 class DatabaseUnavailableError(RuntimeError):
@@ -78,7 +80,9 @@ def create_db_engine(settings: Settings | None = None) -> Engine:
     """Create an engine from settings, wait for the server to answer, and ensure the schema.
 
     Raises ``DatabaseUnavailableError`` (naming the URL without its password) when the server
-    does not answer after ``db_connect_attempts`` tries with exponential backoff.
+    does not answer after ``db_connect_attempts`` tries with exponential backoff, and at once,
+    with the server's own words, when it answers that the settings are wrong (a refused
+    password, an unknown database or role, a bad connection option): waiting cannot fix those.
     """
     settings = settings or get_settings()
     url = settings.sqlalchemy_url()
@@ -86,7 +90,7 @@ def create_db_engine(settings: Settings | None = None) -> Engine:
     retrying = Retrying(
         stop=stop_after_attempt(settings.db_connect_attempts),
         wait=wait_exponential(multiplier=settings.db_connect_backoff_s, max=10),
-        retry=retry_if_exception_type(OperationalError),
+        retry=retry_if_exception(_may_come_up),
         before_sleep=lambda state: log.warning(
             "database %s not reachable (attempt %d of %d), retrying",
             safe_url(url),
@@ -97,6 +101,12 @@ def create_db_engine(settings: Settings | None = None) -> Engine:
     )
     try:
         retrying(ensure_schema, engine)
+    except OperationalError as err:  # not retried: the server refused the settings
+        engine.dispose()
+        raise DatabaseUnavailableError(
+            f"database {safe_url(url)} refused the connection: {_first_line(err)}; check "
+            "QUANT_DATABASE_URL / DB_* (user, password, database name, options)"
+        ) from None
     except RetryError as err:
         engine.dispose()
         cause = err.last_attempt.exception()
@@ -106,6 +116,33 @@ def create_db_engine(settings: Settings | None = None) -> Engine:
         ) from None
     log.info("connected to %s", safe_url(url))
     return engine
+
+
+# What a server that is up says about wrong settings (libpq / PostgreSQL messages).
+_SETTINGS_ERRORS = (
+    "password authentication failed",
+    "no password supplied",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "invalid sslmode",
+    "invalid connection option",
+    "invalid dsn",
+    "sslmode value",
+    "permission denied",
+)
+
+
+def _may_come_up(err: BaseException) -> bool:
+    """An OperationalError that waiting may cure (refused, timed out) — not wrong settings."""
+    if not isinstance(err, OperationalError):
+        return False
+    text = str(err.orig if err.orig is not None else err).lower()
+    return not any(words in text for words in _SETTINGS_ERRORS)
+
+
+def _first_line(err: OperationalError) -> str:
+    lines = str(err.orig if err.orig is not None else err).strip().splitlines()
+    return lines[0].strip() if lines else type(err).__name__
 
 
 def _new_engine(url: URL, settings: Settings) -> Engine:
@@ -134,13 +171,39 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create missing tables; on PostgreSQL make price_data a hypertable when TimescaleDB exists."""
+    """Create missing tables (and bring older ones up to date); on PostgreSQL make price_data a
+    hypertable when TimescaleDB exists."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
+        _migrate_quarantine(conn)
         metadata.create_all(conn)
         if engine.dialect.name == "postgresql":
             _ensure_hypertable(conn)
+
+
+def _migrate_quarantine(conn: Connection) -> None:
+    """The first ``bar_quarantine`` was keyed on (ticker, ts, reason), which cannot hold a row
+    without a ticker or time, nor two conflicting copies: move its rows to the new layout."""
+    inspector = inspect(conn)
+    if not inspector.has_table("bar_quarantine"):
+        return
+    if "row_key" in {c["name"] for c in inspector.get_columns("bar_quarantine")}:
+        return
+    old = pd.read_sql(text("SELECT ticker, ts, reason, payload, seen_at FROM bar_quarantine"), conn)
+    conn.execute(text("DROP TABLE bar_quarantine"))
+    table = get_table("bar_quarantine")
+    table.create(conn)
+    if old.empty:
+        return
+    ts = to_utc(old["ts"])
+    old["row_key"] = [
+        row_key(t, None if pd.isna(s) else s.isoformat(), r, p)
+        for t, s, r, p in zip(old["ticker"], ts, old["reason"], old["payload"], strict=True)
+    ]
+    old["ts"], old["seen_at"] = ts, to_utc(old["seen_at"])
+    upsert_frame(conn, "bar_quarantine", old.drop_duplicates("row_key"), update=False)
+    log.info("bar_quarantine: %d rows moved to the layout keyed on the whole row", len(old))
 
 
 def _ensure_hypertable(conn: Connection) -> None:
@@ -172,24 +235,66 @@ def write_to_db(df: pd.DataFrame, table_name: str, engine: Engine | None = None)
     """Upsert ``df`` into ``table_name`` on its primary key; return rows inserted or changed.
 
     Rows identical to the stored ones are not rewritten (so the count is 0 for a repeat).
-    The whole frame is written in one transaction.
+    The whole frame is written in one transaction; a deadlock with a concurrent writer (which
+    PostgreSQL resolves by aborting one of them) is retried.
     """
-    engine = engine or get_engine()
-    with engine.begin() as conn:
-        return upsert_frame(conn, table_name, df)
+    return _write(df, table_name, engine or get_engine(), update=True)
 
 
-def upsert_frame(conn: Connection, table_name: str, df: pd.DataFrame) -> int:
-    """``write_to_db`` inside a transaction the caller holds (for multi-step atomic writes)."""
+def insert_new(df: pd.DataFrame, table_name: str, engine: Engine | None = None) -> int:
+    """Insert the rows of ``df`` whose primary key is not stored yet (stored rows stay as they
+    are); return the rows inserted. One transaction, deadlocks retried."""
+    return _write(df, table_name, engine or get_engine(), update=False)
+
+
+def _write(df: pd.DataFrame, table_name: str, engine: Engine, update: bool) -> int:
+    retrying = Retrying(
+        stop=stop_after_attempt(DEADLOCK_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.05, max=2),
+        retry=retry_if_exception(_is_deadlock),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt, engine.begin() as conn:
+            return upsert_frame(conn, table_name, df, update=update)
+    raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+
+def is_outage(err: BaseException) -> bool:
+    """Whether an error means the database is unavailable (retry later), not that the data or
+    the statement is wrong (retrying the same write would fail the same way)."""
+    if isinstance(err, DatabaseUnavailableError | OSError):
+        return True
+    return isinstance(err, OperationalError | InterfaceError) or bool(
+        getattr(err, "connection_invalidated", False)
+    )
+
+
+def _is_deadlock(err: BaseException) -> bool:
+    """A deadlock or serialization failure: the transaction was aborted and may simply rerun."""
+    code = getattr(getattr(err, "orig", None), "pgcode", None)
+    return isinstance(err, DBAPIError) and code in ("40P01", "40001")
+
+
+def upsert_frame(
+    conn: Connection, table_name: str, df: pd.DataFrame, *, update: bool = True
+) -> int:
+    """``write_to_db`` inside a transaction the caller holds (for multi-step atomic writes).
+
+    ``update=False``: rows whose key is stored are left alone (``insert_new``). Rows are sent
+    in key order, so concurrent writers take their row locks in the same order.
+    """
     table = get_table(table_name)
     columns = _checked_columns(df, table)
     if df.empty:
         return 0
-    if df.duplicated(subset=[c.name for c in table.primary_key.columns]).any():
+    keys = [c.name for c in table.primary_key.columns]
+    if df.duplicated(subset=keys).any():
         raise ValueError(f"frame for {table_name} has duplicate primary keys")
+    ordered = df[columns].sort_values(keys, kind="stable") if set(keys) <= set(columns) else df
     if conn.dialect.name == "postgresql":
-        return _upsert_postgres_copy(conn, table, df[columns])
-    return _upsert_generic(conn, table, df[columns])
+        return _upsert_postgres_copy(conn, table, ordered[columns], update)
+    return _upsert_generic(conn, table, ordered[columns], update)
 
 
 def insert_frame(conn: Connection, table_name: str, df: pd.DataFrame) -> int:
@@ -240,10 +345,10 @@ def _update_columns(table: Table, columns: Sequence[str]) -> list[str]:
     return [c for c in columns if c not in keys]
 
 
-def _upsert_generic(conn: Connection, table: Table, df: pd.DataFrame) -> int:
+def _upsert_generic(conn: Connection, table: Table, df: pd.DataFrame, update: bool) -> int:
     records = _records(df, naive_utc=conn.dialect.name == "sqlite")
     stmt = sqlite_insert(table)
-    updates = _update_columns(table, df.columns)
+    updates = _update_columns(table, df.columns) if update else []
     keys = [c.name for c in table.primary_key.columns]
     if updates:
         stmt = stmt.on_conflict_do_update(
@@ -267,14 +372,15 @@ def _records(df: pd.DataFrame, naive_utc: bool) -> list[dict[str, Any]]:
     return out.to_dict("records")
 
 
-def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame) -> int:
+def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame, update: bool) -> int:
     quote = conn.dialect.identifier_preparer.quote
     cols = list(df.columns)
     col_list = ", ".join(quote(c) for c in cols)
     stage = quote(f"_stage_{table.name}")
     target = quote(table.name)
     keys = [c.name for c in table.primary_key.columns]
-    updates = _update_columns(table, cols)
+    key_list = ", ".join(quote(k) for k in keys)
+    updates = _update_columns(table, cols) if update else []
     if updates:
         set_clause = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in updates)
         changed = " OR ".join(
@@ -291,9 +397,10 @@ def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame) -> i
         cursor.copy_expert(
             f"COPY {stage} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')", _csv_buffer(df)
         )
+        # ORDER BY the key: concurrent writers then lock rows in one order (no deadlock cycle).
         cursor.execute(
             f"INSERT INTO {target} ({col_list}) SELECT {col_list} FROM {stage} "
-            f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) {conflict}"
+            f"ORDER BY {key_list} ON CONFLICT ({key_list}) {conflict}"
         )
         count = cursor.rowcount
         cursor.execute(f"DROP TABLE {stage}")

@@ -60,13 +60,18 @@ corporate_actions = Table(
 bar_quarantine = Table(
     "bar_quarantine",
     metadata,
-    Column("ticker", String(32), primary_key=True),
-    Column("ts", TS, primary_key=True),
-    Column("reason", String(32), primary_key=True),
+    Column("row_key", String(64), primary_key=True, comment="sha256 of the row as received"),
+    Column("ticker", Text, nullable=True, comment="as received (may be missing or too long)"),
+    Column("ts", TS, nullable=True, comment="as received (NULL when missing)"),
+    Column("reason", String(32), nullable=False),
     Column("payload", Text, nullable=False, comment="open,high,low,close,volume as received"),
     Column("seen_at", TS, nullable=False),
-    comment="Rows refused by bar validation, kept with the reason instead of being dropped.",
+    comment=(
+        "Rows refused by bar validation, kept with the reason instead of being dropped; "
+        "keyed on the whole row, so conflicting duplicates are all kept."
+    ),
 )
+Index("ix_bar_quarantine_ticker_ts", bar_quarantine.c.ticker, bar_quarantine.c.ts)
 
 backfill_queue = Table(
     "backfill_queue",

@@ -47,7 +47,7 @@ def adjusted(quant_env: Settings) -> pd.DataFrame:
     )
     days = list(calendar.sessions(*HISTORY))
     for ticker in TICKERS:
-        ingest_sessions(market, engine, ticker, days, TICKERS)
+        ingest_sessions(market, engine, ticker, days)
     fetch_corporate_actions(TICKERS, market, engine)
     rebuild_adjusted_bars(engine, TICKERS)
     start, end = calendar.span_of_days(*HISTORY)

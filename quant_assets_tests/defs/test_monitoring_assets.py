@@ -97,7 +97,7 @@ def build_scenario(home: Path) -> Scenario:
     settings = Settings(home=home, tickers=TICKERS, _env_file=None)
     engine = get_engine(settings)
     for ticker in TICKERS:
-        ingest_sessions(market, engine, ticker, days, TICKERS)
+        ingest_sessions(market, engine, ticker, days)
     fetch_corporate_actions(list(TICKERS), market, engine)
     rebuild_adjusted_bars(engine, list(TICKERS))
 

@@ -123,3 +123,35 @@ def test_backfill_runs_only_partitions_that_lack_bars(
     assert (
         left.ticker == "MSFT" and left.status == "pending" and left.detail == "backfill run failed"
     )
+
+
+def test_the_poller_keeps_one_open_entry_per_ticker_and_session(engine: Engine) -> None:
+    pauses = [Gap("AAPL", ny(DAY, f"10:{m:02d}"), ny(DAY, f"10:{m + 1:02d}")) for m in (1, 4, 9)]
+    assert queue.enqueue_gaps(engine, pauses[:2], merge=True) == 1
+    assert queue.enqueue_gaps(engine, pauses[2:], merge=True) == 0  # extends the open entry
+    (entry,) = queue.entries(engine)
+    assert (entry.start, entry.end) == (ny(DAY, "10:01"), ny(DAY, "10:10"))
+    queue.set_status(engine, [entry.id], "requested")
+    later = Gap("AAPL", ny(DAY, "11:00"), ny(DAY, "11:01"))
+    assert queue.enqueue_gaps(engine, [later], merge=True) == 1  # a requested entry is not grown
+    assert len(queue.entries(engine)) == 2
+
+
+def test_settling_many_entries_is_one_transaction(engine: Engine, monkeypatch) -> None:
+    gaps = [
+        Gap("AAPL", ny(DAY, f"10:{m:02d}"), ny(DAY, f"10:{m + 1:02d}")) for m in range(0, 40, 2)
+    ]
+    queue.enqueue_gaps(engine, gaps)
+    items = [queue.Assessment(e, "unfillable", 0, 0, "no trade") for e in queue.entries(engine)]
+    began = []
+    real_begin = engine.begin
+
+    def counting_begin():
+        began.append(1)
+        return real_begin()
+
+    monkeypatch.setattr(engine, "begin", counting_begin)
+    assert queue.settle(engine, items) == {"done": 0, "unfillable": 20}
+    assert len(began) == 1
+    monkeypatch.undo()
+    assert queue.status_counts(engine) == {"unfillable": 20}

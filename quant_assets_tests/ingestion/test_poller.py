@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from quant_assets.defs.runless import runless_reporter
 from quant_assets.ingestion import backfill_queue as queue
-from quant_assets.ingestion.gaps import Gap, ranges_of_minutes
+from quant_assets.ingestion.gaps import Gap, ranges_of_minutes, span_per_session
 from quant_assets.ingestion.poller import Backoff, BarBuffer, Poller, PollerConfig
 from quant_assets.ingestion.poller_replay import AsOfSource, SimulatedClock, parse_time, replay
 from quant_assets.market import calendar
@@ -99,9 +99,16 @@ def test_replay_stores_the_source_and_queues_only_no_trade_minutes(
         truth = market.get_bars(ticker, open_, done)
         pd.testing.assert_frame_equal(read_bars(engine, [ticker], open_, done), truth)
         expected_gaps += planted_gaps(market, ticker, open_, done)
+    # One open entry per ticker and session, spanning its no-trade minutes (the bars between
+    # them are stored).
     queued = {(e.ticker, e.start, e.end) for e in queue.entries(engine)}
-    assert queued == {tuple(g) for g in expected_gaps}
-    assert any(e.ticker == "AMZN" and e.minutes == 14 for e in queue.entries(engine))  # the halt
+    assert queued == {tuple(g) for g in span_per_session(expected_gaps)}
+    halt_start, halt_end = market.halts("AMZN", open_, done)[0]
+    assert halt_end - halt_start == pd.Timedelta(minutes=14)
+    assert any(
+        e.ticker == "AMZN" and e.start <= halt_start and halt_end <= e.end
+        for e in queue.entries(engine)
+    )
     # Polite: at most one request per ticker per poll, only for minutes not yet stored.
     assert result.stats.source_calls <= result.stats.rounds * len(TICKERS)
     assert result.stats.bars_received == result.stats.bars_written
@@ -349,3 +356,60 @@ def test_an_unexpected_error_in_a_round_is_logged_and_survived(
     stats = poller.run(until=ny(DAY, "09:50"))
     assert stats.rounds > 10
     assert any("unexpected error in a poll round" in r.getMessage() for r in caplog.records)
+
+
+class PoisonedRows:
+    """Adds one persistent bad row (NaT, a date beyond the calendar, a huge volume) to MSFT's
+    every answer: a bad row must never stop the other tickers, nor MSFT's good bars."""
+
+    def __init__(self, inner: AsOfSource) -> None:
+        self.inner = inner
+        self.name = "poisoned"
+
+    def get_bars(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        bars = self.inner.get_bars(ticker, start, end)
+        if ticker != "MSFT" or bars.empty:
+            return bars
+        poison = bars.iloc[[0, 0, 0]].copy().astype({"volume": "float64"})
+        poison["ts"] = pd.array(
+            [pd.NaT, pd.Timestamp("2099-01-05 15:00", tz="UTC"), bars["ts"].iloc[-1]],
+            dtype="datetime64[ns, UTC]",
+        )
+        poison["volume"] = [1.0, 1.0, 1e19]
+        return pd.concat([bars.astype({"volume": "float64"}), poison], ignore_index=True)
+
+
+def test_a_persistent_bad_row_is_quarantined_and_stops_nothing(
+    engine: Engine, market: SyntheticMarket
+) -> None:
+    clock = SimulatedClock(ny(DAY, "09:40"))
+    source = PoisonedRows(AsOfSource(market, clock.now))
+    poller = Poller(config(), source, lambda: engine, clock=clock.now, sleep=clock.sleep)
+    stats = poller.run(until=ny(DAY, "10:00"))
+    assert stats.source_errors == 0 and stats.bars_quarantined > 0
+    open_ = calendar.session_bounds(DAY)[0]
+    for ticker in TICKERS:  # MSFT included: a bad copy of a bar does not cost the good one
+        truth = market.get_bars(ticker, open_, ny(DAY, "09:55"))
+        pd.testing.assert_frame_equal(read_bars(engine, [ticker], open_, ny(DAY, "09:55")), truth)
+    with engine.connect() as conn:
+        reasons = {r[0] for r in conn.exec_driver_sql("SELECT reason FROM bar_quarantine")}
+    assert reasons == {"missing_ts", "outside_calendar", "bad_volume"}
+
+
+def test_a_quarantine_the_database_refuses_holds_back_neither_bars_nor_gaps(
+    engine: Engine, market: SyntheticMarket, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    import quant_assets.ingestion.poller as poller_module
+
+    def refuse(rows: pd.DataFrame, engine: Engine) -> int:
+        raise ValueError("value too long for type character varying(32)")
+
+    monkeypatch.setattr(poller_module, "write_quarantine", refuse)
+    clock = SimulatedClock(ny(DAY, "09:40"))
+    source = PoisonedRows(AsOfSource(market, clock.now))
+    poller = Poller(config(), source, lambda: engine, clock=clock.now, sleep=clock.sleep)
+    stats = poller.run(until=ny(DAY, "10:30"))
+    assert stats.db_errors == 0  # a data error is not an outage
+    assert stats.bars_written > 0 and stats.bars_lost_at_exit == 0
+    assert "could not keep" in caplog.text
+    assert read_bars(engine, ["AAPL"], ny(DAY, "10:00"), ny(DAY, "10:25")).shape[0] > 20

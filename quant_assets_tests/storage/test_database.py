@@ -20,24 +20,7 @@ from quant_assets.storage.database import (
     write_to_db,
 )
 from quant_assets.storage.ephemeral_postgres import EphemeralPostgres, free_port
-
-DAY_OPEN = pd.Timestamp("2026-09-01 13:30", tz="UTC")
-
-
-def bars(ticker: str = "AAPL", n: int = 5, price: float = 100.0) -> pd.DataFrame:
-    ts = pd.date_range(DAY_OPEN, periods=n, freq="min")
-    close = price + pd.Series(range(n), dtype="float64") * 0.1
-    return pd.DataFrame(
-        {
-            "ticker": ticker,
-            "ts": ts,
-            "open": close - 0.05,
-            "high": close + 0.1,
-            "low": close - 0.1,
-            "close": close,
-            "volume": pd.Series(range(n), dtype="int64") * 100 + 1000,
-        }
-    )
+from quant_assets_tests.storage.helpers import DAY_OPEN, bars
 
 
 def count(engine: Engine, table: str = "price_data") -> int:
@@ -183,3 +166,49 @@ def test_frame_built_by_concat_with_an_empty_part_is_written_intact(engine: Engi
     assert write_bars(frame, engine) == 3
     stored = read_bars(engine, ["AAPL"], DAY_OPEN, DAY_OPEN + pd.Timedelta(hours=1))
     assert stored["ticker"].tolist() == ["AAPL"] * 3
+
+
+@pytest.mark.postgres
+def test_a_refused_password_is_reported_at_once_with_the_cause(pg_server) -> None:
+    url = pg_server.url.set(password="wrong-password-123")
+    settings = Settings(
+        database_url=SecretStr(url.render_as_string(hide_password=False)),
+        db_connect_attempts=6,
+        db_connect_backoff_s=2.0,
+        _env_file=None,
+    )
+    began = time.monotonic()
+    with pytest.raises(DatabaseUnavailableError, match="password authentication failed") as err:
+        create_db_engine(settings)
+    assert time.monotonic() - began < 5  # not retried: waiting cannot fix a wrong password
+    assert "wrong-password-123" not in str(err.value)
+
+
+@pytest.mark.postgres
+def test_concurrent_upserts_of_shuffled_frames_never_abort(settings_for) -> None:
+    """Four writers upsert the same keys in different row orders at once: no batch is lost."""
+    settings = settings_for("postgresql")
+    engine = create_db_engine(settings)
+    frames = [
+        pd.concat([bars(t, n=200, price=100 + k) for t in ("AAPL", "MSFT", "NVDA")])
+        .sample(frac=1.0, random_state=k)
+        .reset_index(drop=True)
+        for k in range(4)
+    ]
+    errors: list[BaseException] = []
+
+    def writer(frame: pd.DataFrame) -> None:
+        try:
+            for _ in range(5):
+                write_bars(frame, engine)
+        except BaseException as err:  # collected for the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(f,)) for f in frames]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.dispose()
+    assert errors == []
+    assert count(create_db_engine(settings)) == 600
