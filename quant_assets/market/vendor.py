@@ -88,7 +88,8 @@ def require_sdk(module: str, extra: str) -> None:
     """Raise a clear ImportError naming the extra to install when ``module`` is missing."""
     if importlib.util.find_spec(module) is None:
         raise ImportError(
-            f"the {extra} source needs the {module!r} package: pip install 'quant_assets[{extra}]'"
+            f"the {extra} source needs its SDK (module {module!r} is not installed): "
+            f"pip install 'quant_assets[{extra}]'"
         )
 
 
@@ -160,10 +161,10 @@ def range_chunks(
 def regular_session_bars(frame: pd.DataFrame) -> pd.DataFrame:
     """Canonical bars from a frame with BAR_COLUMNS (``ts`` tz-aware), regular session only.
 
-    Rows without a price are dropped; a missing volume counts as 0; float volumes are rounded
-    to whole shares (vendors send integral floats, and a fractional-share remainder is noise).
+    Rows without a time or a price are dropped; a missing volume counts as 0; float volumes are
+    rounded to whole shares (vendors send integral floats; a fractional-share remainder is noise).
     """
-    frame = frame.dropna(subset=list(PRICE_COLUMNS))
+    frame = frame.dropna(subset=["ts", *PRICE_COLUMNS])
     volume = pd.to_numeric(frame["volume"], errors="coerce").fillna(0)
     bars = as_bar_dtypes(frame.assign(volume=np.rint(volume.to_numpy(dtype="float64"))))
     return bars[calendar.in_regular_session(bars["ts"])].reset_index(drop=True)
