@@ -131,6 +131,24 @@ def test_the_sip_feed_is_asked_for_and_an_unknown_feed_refused(http, sleeps) -> 
         source().get_bars("AAPL", pd.Timestamp("2024-01-03"), pd.Timestamp("2024-01-04"))
 
 
+def test_an_injected_client_gets_the_request_and_its_models_are_read(sleeps) -> None:
+    from alpaca.data.enums import Adjustment, DataFeed
+    from alpaca.data.models import BarSet
+
+    class Client:
+        def get_stock_bars(self, request):
+            self.request = request
+            return BarSet(
+                {"AAPL": [bar_json(t) for t in minutes("2024-01-03 14:30", "2024-01-03 14:40")]}
+            )
+
+    client = Client()
+    src = AlpacaSource(KEY, SECRET, "sip", bars_client=client, min_interval_s=0)  # type: ignore[arg-type]
+    bars = src.get_bars("AAPL", OPEN, OPEN + pd.Timedelta(minutes=10))
+    assert len(bars) == 10 and bars["ts"].iloc[0] == OPEN
+    assert client.request.adjustment == Adjustment.RAW and client.request.feed == DataFeed.SIP
+
+
 def test_a_multi_page_answer_is_read_completely_without_duplicates(http, sleeps) -> None:
     day = minutes("2024-01-03 14:30", "2024-01-03 21:00")
     http.answer(

@@ -119,6 +119,23 @@ def test_bars_are_raw_canonical_utc_bar_starts_of_the_regular_session(http, slee
     assert isinstance(source(), MarketSource)
 
 
+def test_an_injected_client_is_read_completely(sleeps) -> None:
+    from massive.rest.models import Agg
+
+    class Client:
+        def list_aggs(self, ticker, multiplier, timespan, from_, to, **kwargs):
+            self.args = (ticker, multiplier, timespan, kwargs)
+            return (
+                Agg.from_dict(agg_json(t)) for t in minutes("2024-01-03 14:30", "2024-01-03 14:40")
+            )
+
+    client = Client()
+    src = MassiveSource(KEY, client=client, min_interval_s=0)  # type: ignore[arg-type]
+    bars = src.get_bars("AAPL", OPEN, OPEN + pd.Timedelta(minutes=10))
+    assert len(bars) == 10 and bars["ts"].iloc[0] == OPEN
+    assert client.args[:3] == ("AAPL", 1, "minute") and client.args[3]["adjusted"] is False
+
+
 def test_a_multi_page_answer_is_read_completely_without_duplicates(http, sleeps) -> None:
     day = minutes("2024-01-03 14:30", "2024-01-03 21:00")
     page2 = f"{BASE}/v2/aggs/ticker/AAPL/range/1/minute/1/2?cursor=c2"
