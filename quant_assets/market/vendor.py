@@ -7,8 +7,8 @@ Used by ``yfinance_source``, ``alpaca_source`` and ``massive_source``:
   number of attempts, and then raises ``SourceRequestError`` with a message that names the call
   but carries no secret (and no SDK exception as cause or context, whose URL or request could);
 * ``Redactor`` removes API keys from any text we log or raise;
-* ``range_chunks``, ``regular_session_bars`` and ``ledger_frame`` build the canonical frames of
-  ``frames.py`` from what a vendor returns;
+* ``range_chunks``, ``regular_session_bars``, ``merge_bar_chunks`` and ``ledger_frame`` cut a
+  range into requests and build the canonical frames of ``frames.py`` from what comes back;
 * ``require_sdk`` names the optional extra to install when a vendor SDK is missing.
 """
 
