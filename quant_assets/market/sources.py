@@ -2,8 +2,9 @@
 
 Every source returns the normalized frames of ``market/frames.py``: raw (as traded) 1-minute
 bars with ``ts`` the UTC start of the bar, and split / dividend ledgers keyed by ex-date. The
-sources: ``synthetic.SyntheticMarket`` (the embedded default) and
-``yfinance_source.YFinanceSource``; ``factory.source_from_settings`` picks the configured one.
+sources: ``synthetic.SyntheticMarket`` (the embedded default), ``yfinance_source.YFinanceSource``,
+and the keyed vendor APIs ``alpaca_source.AlpacaSource`` and ``massive_source.MassiveSource``
+(their SDKs are optional extras); ``factory.source_from_settings`` picks the configured one.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class MarketSource(Protocol):
 
 class SourceRangeError(ValueError):
     """The requested range is outside what the source can serve."""
+
+
+class SourceRequestError(RuntimeError):
+    """A vendor request failed (at once, or after its retries); the message carries no secret."""
 
 
 def require_utc_range(start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:

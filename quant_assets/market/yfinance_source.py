@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 
 import pandas as pd
@@ -17,39 +15,17 @@ from tenacity import (
 )
 
 from quant_assets.market import calendar
-from quant_assets.market.frames import (
-    BAR_COLUMNS,
-    as_bar_dtypes,
-    empty_bars,
-    empty_dividends,
-    empty_splits,
-)
+from quant_assets.market.frames import BAR_COLUMNS, empty_bars, empty_dividends, empty_splits
 from quant_assets.market.sources import SourceRangeError, require_utc_range
+from quant_assets.market.vendor import (
+    MinIntervalLimiter,
+    ledger_frame,
+    merge_bar_chunks,
+    range_chunks,
+    regular_session_bars,
+)
 
 log = logging.getLogger(__name__)
-
-
-class MinIntervalLimiter:
-    """Spaces calls at least ``interval_s`` apart across threads.
-
-    Hand-written (a dozen lines) rather than a token-bucket dependency: one source, one rate.
-    """
-
-    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval_s = interval_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._next_allowed = 0.0
-
-    def wait(self) -> None:
-        """Block until the next call is allowed, then reserve the slot after it."""
-        with self._lock:
-            now = self._clock()
-            delay = self._next_allowed - now
-            if delay > 0:
-                time.sleep(delay)
-                now += delay
-            self._next_allowed = now + self.interval_s
 
 
 def _yf_rate_limit_error() -> type[Exception]:
@@ -96,16 +72,11 @@ class YFinanceSource:
                 f"yfinance serves 1-minute bars for about the last 30 days only: "
                 f"{ticker} from {start} is older than {oldest.floor('min')}"
             )
-        frames = []
-        chunk_start = start
-        while chunk_start < end:
-            chunk_end = min(chunk_start + pd.Timedelta(days=self.MAX_DAYS_PER_REQUEST), end)
-            raw = self._download(ticker, chunk_start, chunk_end)
-            frames.append(normalize_yfinance_bars(raw, ticker))
-            chunk_start = chunk_end
-        bars = pd.concat(frames, ignore_index=True) if frames else empty_bars()
-        bars = bars[(bars["ts"] >= start) & (bars["ts"] < end)]
-        return bars.drop_duplicates(["ticker", "ts"], keep="last").reset_index(drop=True)
+        frames = [
+            normalize_yfinance_bars(self._download(ticker, chunk_start, chunk_end), ticker)
+            for chunk_start, chunk_end in range_chunks(start, end, self.MAX_DAYS_PER_REQUEST)
+        ]
+        return merge_bar_chunks(frames, start, end)
 
     @retry(
         retry=retry_if_exception_type(_yf_rate_limit_error()),
@@ -181,10 +152,7 @@ def normalize_yfinance_bars(raw: pd.DataFrame | None, ticker: str) -> pd.DataFra
     if index.tz is None:
         raise ValueError(f"yfinance frame for {ticker} has a tz-naive index")
     frame = frame.assign(ts=index.tz_convert("UTC"), ticker=ticker).reset_index(drop=True)
-    frame = frame.dropna(subset=["open", "high", "low", "close"])
-    frame["volume"] = frame["volume"].fillna(0)
-    bars = as_bar_dtypes(frame[list(BAR_COLUMNS)])
-    return bars[calendar.in_regular_session(bars["ts"])].reset_index(drop=True)
+    return regular_session_bars(frame[list(BAR_COLUMNS)])
 
 
 def _ticker_level(columns: pd.MultiIndex, ticker: str) -> int | None:
@@ -207,16 +175,6 @@ def _ledger(
     index = pd.DatetimeIndex(series.index)
     if index.tz is not None:
         index = index.tz_convert(calendar.MARKET_TZ).tz_localize(None)
-    ledger = pd.DataFrame(
-        {
-            "ticker": pd.Series([ticker] * len(series), dtype="string"),
-            "ex_date": index.normalize().astype("datetime64[ns]"),
-            value_name: pd.to_numeric(series.to_numpy(), errors="raise").astype("float64"),
-        }
-    )
-    ledger = ledger[ledger[value_name] != 0]
-    if start is not None:
-        ledger = ledger[ledger["ex_date"] >= calendar.to_session_label(start)]
-    if end is not None:
-        ledger = ledger[ledger["ex_date"] <= calendar.to_session_label(end)]
-    return ledger.reset_index(drop=True)
+    values = pd.to_numeric(series.to_numpy(), errors="raise").astype("float64")
+    actual = values != 0  # yfinance reports "no action" as 0
+    return ledger_frame(ticker, list(index[actual]), list(values[actual]), value_name, start, end)

@@ -8,11 +8,8 @@ import pytest
 from yfinance.exceptions import YFRateLimitError
 
 from quant_assets.market.sources import MarketSource, SourceRangeError
-from quant_assets.market.yfinance_source import (
-    MinIntervalLimiter,
-    YFinanceSource,
-    normalize_yfinance_bars,
-)
+from quant_assets.market.vendor import MinIntervalLimiter
+from quant_assets.market.yfinance_source import YFinanceSource, normalize_yfinance_bars
 
 NOW = pd.Timestamp("2026-11-20 21:00", tz="UTC")  # a Friday after the close
 
