@@ -8,14 +8,31 @@ import os
 import sys
 
 import pandas as pd
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from quant_assets.deployment.model_config import RegistryError
 from quant_assets.deployment.registry_cli import add_registry_parser, run_registry_command
+from quant_assets.market.bar_validation import BarValidationError
+from quant_assets.market.factory import SourceConfigError
+from quant_assets.market.sources import SourceRangeError, SourceRequestError
 from quant_assets.settings import Settings
+from quant_assets.storage.database import DatabaseUnavailableError
 
 console = Console()
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# Errors whose message says what is wrong and what to do: shown as one line, not a traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    DatabaseUnavailableError,
+    SourceConfigError,
+    SourceRangeError,
+    SourceRequestError,
+    BarValidationError,
+    RegistryError,
+    FileNotFoundError,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     logging.getLogger("quant_assets").setLevel(logging.INFO)
+    try:
+        return _run(args)
+    except ValidationError as err:  # the settings: one line per bad value, no traceback
+        for problem in err.errors():
+            where = ".".join(str(x) for x in problem["loc"]) or "settings"
+            console.print(f"[red]configuration:[/red] {escape(where)}: {escape(problem['msg'])}")
+        return 2
+    except USER_ERRORS as err:
+        console.print(f"[red]{type(err).__name__}:[/red] {escape(str(err))}")
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return run_demo(Settings(), args.start, args.end)
     if args.command == "ingest":
@@ -241,8 +271,6 @@ def run_export_features(settings: Settings, args: argparse.Namespace) -> int:
             get_engine(settings), args.start, args.end, out, parse_tickers(args.tickers)
         )
     except (NoFeatureRowsError, ValueError) as err:
-        from rich.markup import escape
-
         console.print(f"[red]export-features:[/red] {escape(str(err))}")
         return 1
     console.print(

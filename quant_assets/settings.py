@@ -57,6 +57,7 @@ DEFAULT_TICKERS: tuple[str, ...] = (
     "COST",
 )
 TRAINING_DATASET = Path("datasets") / "training_dataset.npz"  # relative to QUANT_HOME
+SOURCES: tuple[str, ...] = ("synthetic", "yfinance", "files", "alpaca", "massive")
 # Characters Dagster refuses in static partition keys, plus whitespace.
 _FORBIDDEN_TICKER_CHARS = set("|[],") | {" ", "\t"}
 
@@ -86,8 +87,17 @@ class Settings(BaseSettings):
 
     # Market data.
     tickers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_TICKERS
-    source: Literal["synthetic", "yfinance"] = "synthetic"
+    source: str = "synthetic"  # one of SOURCES (checked below with a one-line message)
     yfinance_min_interval_s: float = Field(1.0, gt=0)  # calls to Yahoo at least this far apart
+    # Keyed vendors: the keys come from the environment only (never config, logs or metadata).
+    alpaca_api_key: SecretStr | None = Field(None, validation_alias=_db_field("ALPACA_API_KEY"))
+    alpaca_secret_key: SecretStr | None = Field(
+        None, validation_alias=_db_field("ALPACA_SECRET_KEY")
+    )
+    alpaca_feed: Literal["iex", "sip"] = "iex"
+    alpaca_min_interval_s: float = Field(0.3, gt=0)  # the free plan allows 200 calls a minute
+    massive_api_key: SecretStr | None = Field(None, validation_alias=_db_field("MASSIVE_API_KEY"))
+    massive_min_interval_s: float = Field(12.0, gt=0)  # the basic plan allows 5 calls a minute
     poll_interval_s: float = Field(30.0, gt=0)
     poll_jitter_s: float = Field(3.0, ge=0)
     partitions_start: date = date(2026, 1, 2)
@@ -105,6 +115,16 @@ class Settings(BaseSettings):
     synthetic_start: date = date(2026, 1, 2)
     synthetic_end: date = date(2026, 12, 31)
     synthetic_regime_shift_at: pd.Timestamp | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str) -> str:
+        name = value.strip().lower()
+        if name not in SOURCES:
+            raise ValueError(
+                f"unknown source {value!r}; QUANT_SOURCE is one of {', '.join(SOURCES)}"
+            )
+        return name
 
     @field_validator("tickers", mode="before")
     @classmethod

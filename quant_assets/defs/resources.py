@@ -54,11 +54,13 @@ def _config_value(value: Any) -> Any:
 
 
 class MarketSourceResource(dg.ConfigurableResource):
-    """Where bars and corporate actions come from: ``synthetic`` (default) or ``yfinance``.
+    """Where bars and corporate actions come from: ``synthetic`` (default), ``yfinance``,
+    ``files``, ``alpaca`` or ``massive``.
 
     The fields are the market settings of the same names (``QUANT_SOURCE``, ``QUANT_TICKERS``,
     ``QUANT_SYNTHETIC_*``, …); their defaults are the settings' own defaults, not the
-    environment's values, so a run's config says exactly which market it read.
+    environment's values, so a run's config says exactly which market it read. API keys are
+    never fields (Dagster shows resource config): the source reads them from the environment.
     """
 
     source: str = _DEFAULTS["source"].default
@@ -70,6 +72,9 @@ class MarketSourceResource(dg.ConfigurableResource):
     synthetic_end: str = _DEFAULTS["synthetic_end"].default.isoformat()
     synthetic_regime_shift_at: str | None = None
     yfinance_min_interval_s: float = _DEFAULTS["yfinance_min_interval_s"].default
+    alpaca_feed: str = _DEFAULTS["alpaca_feed"].default
+    alpaca_min_interval_s: float = _DEFAULTS["alpaca_min_interval_s"].default
+    massive_min_interval_s: float = _DEFAULTS["massive_min_interval_s"].default
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> MarketSourceResource:

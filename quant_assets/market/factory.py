@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
+from quant_assets.market.alpaca_source import AlpacaSource
+from quant_assets.market.massive_source import MassiveSource
 from quant_assets.market.sources import MarketSource
 from quant_assets.market.synthetic import SyntheticConfig, synthetic_market
 from quant_assets.market.yfinance_source import YFinanceSource
@@ -21,10 +25,33 @@ def synthetic_config(settings: Settings) -> SyntheticConfig:
     )
 
 
+class SourceConfigError(ValueError):
+    """The configured source cannot be built (a missing key or folder); the message says which
+    setting to give."""
+
+
 def source_from_settings(settings: Settings) -> MarketSource:
     """The source ``settings.source`` names (a synthetic market is built once per config)."""
     if settings.source == "synthetic":
         return synthetic_market(synthetic_config(settings))
     if settings.source == "yfinance":
         return YFinanceSource(min_interval_s=settings.yfinance_min_interval_s)
-    raise ValueError(f"unknown market source {settings.source!r}; use 'synthetic' or 'yfinance'")
+    if settings.source == "alpaca":
+        return AlpacaSource(
+            _secret(settings.alpaca_api_key, "alpaca", "ALPACA_API_KEY"),
+            _secret(settings.alpaca_secret_key, "alpaca", "ALPACA_SECRET_KEY"),
+            settings.alpaca_feed,
+            min_interval_s=settings.alpaca_min_interval_s,
+        )
+    if settings.source == "massive":
+        return MassiveSource(
+            _secret(settings.massive_api_key, "massive", "MASSIVE_API_KEY"),
+            min_interval_s=settings.massive_min_interval_s,
+        )
+    raise SourceConfigError(f"no source is built for {settings.source!r}")
+
+
+def _secret(value: SecretStr | None, source: str, variable: str) -> str:
+    if value is None or not value.get_secret_value():
+        raise SourceConfigError(f"QUANT_SOURCE={source} needs {variable} in the environment")
+    return value.get_secret_value()
