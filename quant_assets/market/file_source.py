@@ -22,7 +22,8 @@ Timestamps
     epoch seconds, milliseconds, microseconds or nanoseconds, told apart by the median magnitude
     (< 1e11 s, < 1e14 ms, < 1e17 µs, else ns), always UTC. Timestamps that state their zone (an
     offset such as ``Z`` / ``-05:00``, tz-aware Parquet, epoch) are converted; naive ones are
-    wall-clock times in ``tz`` (default UTC). ``ts_label="start"`` (our contract): a row is
+    wall-clock times in ``tz`` (default UTC); in a text column mixing both, the naive ones are
+    taken as UTC. ``ts_label="start"`` (our contract): a row is
     stamped at its bar's start; ``"end"``: at its end, and one minute is subtracted. The served
     ``ts`` is the tz-aware UTC bar start. Rows without a readable timestamp are left out with a
     warning (they belong to no range); a file with none readable is refused.
@@ -224,6 +225,7 @@ class FileSource:
         self.ts_label = _checked_label(ts_label)
         self._wanted = None if tickers is None else frozenset(tickers)
         self._paths = _bar_paths(self.folder)
+        self._actions_path = _actions_path(self.folder)
         self._lock = threading.Lock()  # sensors and runs may share one source across threads
         self._files: list[_BarFile] | None = None
         self._shared: dict[str, list[pd.DataFrame]] | None = None  # rows of ticker-column files
@@ -266,11 +268,10 @@ class FileSource:
         """
         with self._lock:
             named = {f.ticker for f in self._bar_files() if f.ticker_column is None}
+            if self._wanted is not None:
+                named &= self._wanted
             self._shared_rows()
-            held = (named & self._wanted if self._wanted is not None else named) | (
-                self._shared_tickers
-            )
-        return tuple(sorted(held))
+            return tuple(sorted(named | self._shared_tickers))
 
     def coverage(self, ticker: str) -> Coverage:
         """First and last bar start (UTC) and the row count of ``ticker`` (reads its files once)."""
@@ -316,19 +317,16 @@ class FileSource:
         return self._shared
 
     def _read(self, bar_file: _BarFile) -> pd.DataFrame:
-        text = () if bar_file.ticker_column is None else (bar_file.ticker_column,)
-        raw = _read_table(bar_file.path, dtype={c: "string" for c in text})
+        column = bar_file.ticker_column
+        raw = _read_table(bar_file.path, dtype=None if column is None else {column: "string"})
         rows = _bar_rows(bar_file.path, raw, self.tz, self.ts_label, bar_file.ticker)
         log.info("%s: %d rows read", bar_file.path, len(rows))
         return rows
 
-    def _actions_table(self) -> pd.DataFrame | None:
+    def _actions_table(self) -> pd.DataFrame:
         with self._lock:
             if self._actions is None:
-                path = _actions_path(self.folder)
-                if path is None:
-                    return None
-                self._actions = _actions_rows(path, _read_table(path, dtype="string"))
+                self._actions = _read_actions(self._actions_path)
             return self._actions
 
 
@@ -443,27 +441,33 @@ def _expected_bar_columns() -> str:
     return f"{stamps}; {fields}; optionally {' / '.join(TICKER_ALIASES)}"
 
 
-def _bar_columns(path: Path, columns: Sequence[object]) -> dict[str, list[str]]:
-    """The file's columns for ts (one or two), each price, volume and ticker (maybe none)."""
+@dataclass(frozen=True)
+class _Columns:
+    """Where a bar file keeps each field."""
+
+    ts: tuple[str, ...]  # one column, or a date and a time column
+    values: dict[str, str]  # open, high, low, close, volume
+    ticker: str | None
+
+
+def _bar_columns(path: Path, columns: Sequence[object]) -> _Columns:
+    """Match a bar file's header against the aliases, or refuse it naming what is missing."""
     names = _by_name(columns)
-    found: dict[str, list[str]] = {}
     stamp = next((a for a in TIMESTAMP_ALIASES if all(n in names for n in a)), None)
-    if stamp is not None:
-        found["ts"] = [names[n] for n in stamp]
-    for field, aliases in FIELD_ALIASES.items():
-        column = next((names[a] for a in aliases if a in names), None)
-        if column is not None:
-            found[field] = [column]
-    missing = [f for f in ("ts", *FIELD_ALIASES) if f not in found]
-    if missing:
-        named = ["timestamp" if f == "ts" else f for f in missing]
+    values = {
+        field: next(names[a] for a in aliases if a in names)
+        for field, aliases in FIELD_ALIASES.items()
+        if any(a in names for a in aliases)
+    }
+    missing = [f for f in FIELD_ALIASES if f not in values]
+    if stamp is None:
+        missing.insert(0, "timestamp")
+    if stamp is None or missing:
         raise FileSourceError(
-            f"{path}: no column for {', '.join(named)}; found {[str(c) for c in columns]}, "
+            f"{path}: no column for {', '.join(missing)}; found {[str(c) for c in columns]}, "
             f"expected {_expected_bar_columns()} (any case)"
         )
-    ticker = _ticker_column(columns)
-    found["ticker"] = [] if ticker is None else [ticker]
-    return found
+    return _Columns(tuple(names[n] for n in stamp), values, _ticker_column(columns))
 
 
 # --- timestamps -----------------------------------------------------------------------------------
@@ -492,7 +496,7 @@ def _from_epoch(values: pd.Series) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce"))
 
 
-def _stamp_values(raw: pd.DataFrame, columns: list[str]) -> pd.Series:
+def _stamp_values(raw: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
     if len(columns) == 1:
         return raw[columns[0]]
     date, time = (raw[c].astype("string") for c in columns)
@@ -506,9 +510,7 @@ def _wall_clock(values: pd.Series) -> tuple[pd.DatetimeIndex, bool]:
     Otherwise they are naive, to be read in the configured zone. Unreadable ones are NaT.
     """
     dtype = values.dtype
-    if pd.api.types.is_datetime64_dtype(dtype) and not isinstance(dtype, pd.DatetimeTZDtype):
-        return pd.DatetimeIndex(values).as_unit("ns"), False
-    if isinstance(dtype, pd.DatetimeTZDtype):
+    if pd.api.types.is_datetime64_any_dtype(dtype):
         parsed = pd.DatetimeIndex(values)
     elif pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
         parsed = _from_epoch(values)
@@ -632,36 +634,46 @@ def _row_numbers(mask: np.ndarray) -> list[int]:
     return (np.flatnonzero(mask)[:5] + 1).tolist()
 
 
-def _bar_rows(path: Path, raw: pd.DataFrame, tz: str, ts_label: str, name: str) -> pd.DataFrame:
-    """One bar file's rows: ticker, ts (int64 ns UTC bar start), open..volume (float64).
-
-    ``name`` is the ticker of the file's name, used when the file has no ticker column.
-    """
-    columns = _bar_columns(path, raw.columns)
-    wall, stated = _wall_clock(_stamp_values(raw, columns["ts"]))
+def _readable(
+    path: Path, raw: pd.DataFrame, wall: pd.DatetimeIndex, columns: _Columns
+) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
+    """The rows with a readable timestamp (the others are counted in a warning)."""
     unreadable = np.asarray(wall.isna())
     if unreadable.all() and len(raw):
-        first = _stamp_values(raw, columns["ts"]).head(3).tolist()
+        first = _stamp_values(raw, columns.ts).head(3).tolist()
         raise FileSourceError(
-            f"{path}: no readable timestamp in {' + '.join(columns['ts'])} (first values {first})"
+            f"{path}: no readable timestamp in {' + '.join(columns.ts)} (first values {first})"
         )
     if unreadable.any():
         log.warning(
             "%s: %d rows without a readable timestamp left out (data rows %s ...)",
             path, int(unreadable.sum()), _row_numbers(unreadable),
         )  # fmt: skip
-        raw, wall = raw[~unreadable], wall[~unreadable]
+    return raw[~unreadable], wall[~unreadable]
+
+
+def _row_tickers(raw: pd.DataFrame, column: str | None, name: str) -> pd.Series:
+    """Each row's ticker: the column's (stripped, upper-cased; blank is missing) or the name's."""
+    if column is None:
+        return pd.Series(name, index=raw.index, dtype="string")
+    tickers = raw[column].astype("string").str.strip().str.upper()
+    return tickers.mask(tickers == "")
+
+
+def _bar_rows(path: Path, raw: pd.DataFrame, tz: str, ts_label: str, name: str) -> pd.DataFrame:
+    """One bar file's rows: ticker, ts (int64 ns UTC bar start), open..volume (float64).
+
+    ``name`` is the ticker of the file's name, used when the file has no ticker column.
+    """
+    columns = _bar_columns(path, raw.columns)
+    wall, stated = _wall_clock(_stamp_values(raw, columns.ts))
+    raw, wall = _readable(path, raw, wall, columns)
     starts = _bar_starts(path, wall, stated, tz, ts_label)
-    if columns["ticker"]:
-        tickers = raw[columns["ticker"][0]].astype("string").str.strip().str.upper()
-        tickers = tickers.mask(tickers == "")
-    else:
-        tickers = pd.Series(name, index=raw.index, dtype="string")
     rows = pd.DataFrame(
         {
-            "ticker": tickers.to_numpy(),
+            "ticker": _row_tickers(raw, columns.ticker, name).to_numpy(),
             "ts": starts.asi8,
-            **{f: _numbers(path, raw[columns[f][0]]) for f in _VALUE_COLUMNS},
+            **{f: _numbers(path, raw[c]) for f, c in columns.values.items()},
         }
     )
     orphans = rows["ticker"].isna().to_numpy()
@@ -674,6 +686,20 @@ def _bar_rows(path: Path, raw: pd.DataFrame, tz: str, ts_label: str, name: str) 
 
 
 # --- corporate actions ----------------------------------------------------------------------------
+def _read_actions(path: Path | None) -> pd.DataFrame:
+    """The actions file's rows; none (the ledger columns only) when the folder has no file."""
+    if path is None:
+        return pd.DataFrame(
+            {
+                "ticker": pd.Series([], dtype="string"),
+                "ex_date": pd.Series([], dtype="datetime64[ns]"),
+                "action": pd.Series([], dtype="string"),
+                "value": pd.Series([], dtype="float64"),
+            }
+        )
+    return _actions_rows(path, _read_table(path, dtype="string"))
+
+
 def _actions_rows(path: Path, raw: pd.DataFrame) -> pd.DataFrame:
     """The actions file as rows: ticker, ex_date (session label or NaT), action, value (or NaN)."""
     names = _by_name(raw.columns)
@@ -707,15 +733,13 @@ def _actions_rows(path: Path, raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def _actions_of(
-    actions: pd.DataFrame | None,
+    actions: pd.DataFrame,
     ticker: str,
     action: str,
     start: pd.Timestamp | None,
     end: pd.Timestamp | None,
-) -> pd.DataFrame | None:
+) -> pd.DataFrame:
     """One ticker's actions of one kind with ex_date in [start, end]; NaT ex-dates always kept."""
-    if actions is None:
-        return None
     rows = actions[(actions["ticker"] == ticker) & (actions["action"] == action)]
     ex = rows["ex_date"]
     keep = pd.Series(True, index=rows.index)
@@ -726,8 +750,8 @@ def _actions_of(
     return rows[keep | ex.isna()].sort_values("ex_date", kind="stable")
 
 
-def _ledger_frame(rows: pd.DataFrame | None, value_name: str, empty: pd.DataFrame) -> pd.DataFrame:
-    if rows is None or rows.empty:
+def _ledger_frame(rows: pd.DataFrame, value_name: str, empty: pd.DataFrame) -> pd.DataFrame:
+    if rows.empty:
         return empty
     return pd.DataFrame(
         {
