@@ -94,6 +94,19 @@ def is_open(ts: pd.Timestamp) -> bool:
     return bool(exchange_calendar().is_trading_minute(pd.Timestamp(ts).floor("min")))
 
 
+def regular_session_mask(ts: pd.DatetimeIndex) -> np.ndarray:
+    """Whether each tz-aware timestamp falls inside a regular session (open <= ts < close).
+
+    The vectorized form of ``in_regular_session`` for large inputs (one binary search per
+    timestamp, not a pass per day); NaT and times outside the calendar's range are False.
+    """
+    cal = exchange_calendar()
+    ns = ts.tz_convert("UTC").as_unit("ns").asi8
+    session = np.searchsorted(cal.opens_nanos, ns, side="right") - 1
+    inside = ns < cal.closes_nanos[np.maximum(session, 0)]
+    return (session >= 0) & inside & ~ts.isna()
+
+
 def session_labels(ts: pd.Series) -> pd.Series:
     """The New York date (as a session label) of each UTC timestamp in a Series."""
     return ts.dt.tz_convert(MARKET_TZ).dt.normalize().dt.tz_localize(None).astype("datetime64[ns]")
