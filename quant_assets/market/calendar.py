@@ -10,7 +10,6 @@ Conventions used across the project:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from functools import cache
 from typing import Any
@@ -124,33 +123,19 @@ def in_regular_session(ts: pd.Series) -> pd.Series:
 
     NaT and dates outside the calendar's range are not in a session.
     """
-    return _within_sessions(ts, session_bounds)
+    return pd.Series(regular_session_mask(pd.DatetimeIndex(ts)), index=ts.index, dtype=bool)
 
 
 def in_extended_hours(ts: pd.Series) -> pd.Series:
     """Whether each tz-aware timestamp falls in a session day's pre- or post-market hours
     (04:00 … 20:00 New York, outside the regular session)."""
-
-    def bounds(day: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
-        local = pd.Timestamp(day).tz_localize(MARKET_TZ)
-        return local + EXTENDED_OPEN, local + EXTENDED_CLOSE
-
-    return _within_sessions(ts, bounds) & ~in_regular_session(ts)
-
-
-def _within_sessions(ts: pd.Series, bounds: Callable[[pd.Timestamp], tuple]) -> pd.Series:
-    """``lo <= ts < hi`` with (lo, hi) = ``bounds(day)`` of each timestamp's session day."""
-    ok = pd.Series(False, index=ts.index, dtype=bool)
-    if ts.empty:
-        return ok
-    utc = ts.dt.tz_convert("UTC")
-    covered = in_calendar_range(utc)
-    days = session_labels(utc.where(covered))
-    for day in days.dropna().unique():
-        if is_session(day):
-            lo, hi = bounds(day)
-            ok |= (days == day) & (utc >= lo) & (utc < hi)
-    return ok
+    local = pd.DatetimeIndex(ts).tz_convert(MARKET_TZ)
+    day = local.normalize().tz_localize(None)
+    on_session_day = day.isin(exchange_calendar().sessions)
+    clock = local - local.normalize()
+    within = (clock >= EXTENDED_OPEN) & (clock < EXTENDED_CLOSE)
+    extended = on_session_day & within & ~regular_session_mask(pd.DatetimeIndex(ts))
+    return pd.Series(np.asarray(extended, dtype=bool), index=ts.index)
 
 
 def session_before(day: DateLike, count: int) -> pd.Timestamp:

@@ -162,7 +162,7 @@ def test_extended_hours_rows_are_served_for_bar_validation_to_quarantine(
     served = FileSource(tmp_path, tz=MARKET_TZ).get_bars("AAPL", FIRST, END)
     pd.testing.assert_frame_equal(served, both, check_index_type=False)
     checked = validate_bars(served, TICKERS)
-    assert checked.reason_counts == {"outside_session": len(extended)}
+    assert checked.reason_counts == {"extended_hours": len(extended)}
     pd.testing.assert_frame_equal(checked.clean, market.get_bars("AAPL", FIRST, END))
 
 
