@@ -17,6 +17,7 @@ from quant_assets.deployment.model_config import RegistryError
 from quant_assets.deployment.registry_cli import add_registry_parser, run_registry_command
 from quant_assets.market.bar_validation import BarValidationError
 from quant_assets.market.factory import SourceConfigError
+from quant_assets.market.file_source import FileSourceError
 from quant_assets.market.sources import SourceRangeError, SourceRequestError
 from quant_assets.settings import Settings
 from quant_assets.storage.database import DatabaseUnavailableError
@@ -27,6 +28,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 USER_ERRORS: tuple[type[Exception], ...] = (
     DatabaseUnavailableError,
     SourceConfigError,
+    FileSourceError,
     SourceRangeError,
     SourceRequestError,
     BarValidationError,

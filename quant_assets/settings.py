@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     alpaca_min_interval_s: float = Field(0.3, gt=0)  # the free plan allows 200 calls a minute
     massive_api_key: SecretStr | None = Field(None, validation_alias=_db_field("MASSIVE_API_KEY"))
     massive_min_interval_s: float = Field(12.0, gt=0)  # the basic plan allows 5 calls a minute
+    # Files: one per ticker (or with a ticker column) in files_dir; see market/file_source.py.
+    files_dir: Path | None = None
+    files_tz: str = "UTC"  # the zone of naive timestamps in the files
+    files_ts_label: Literal["start", "end"] = "start"  # a row is stamped at its bar's start/end
     poll_interval_s: float = Field(30.0, gt=0)
     poll_jitter_s: float = Field(3.0, ge=0)
     partitions_start: date = date(2026, 1, 2)

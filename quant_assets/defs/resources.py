@@ -47,9 +47,11 @@ _DEFAULTS = Settings.model_fields
 
 
 def _config_value(value: Any) -> Any:
-    """A settings value in the form a resource field holds it (dates and times as ISO text)."""
+    """A settings value in the form a resource field holds it (dates, times, paths as text)."""
     if isinstance(value, date | pd.Timestamp):
         return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -75,6 +77,9 @@ class MarketSourceResource(dg.ConfigurableResource):
     alpaca_feed: str = _DEFAULTS["alpaca_feed"].default
     alpaca_min_interval_s: float = _DEFAULTS["alpaca_min_interval_s"].default
     massive_min_interval_s: float = _DEFAULTS["massive_min_interval_s"].default
+    files_dir: str | None = None
+    files_tz: str = _DEFAULTS["files_tz"].default
+    files_ts_label: str = _DEFAULTS["files_ts_label"].default
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> MarketSourceResource:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 from pydantic import SecretStr
 
 from quant_assets.market.alpaca_source import AlpacaSource
+from quant_assets.market.file_source import FileSource
 from quant_assets.market.massive_source import MassiveSource
 from quant_assets.market.sources import MarketSource
 from quant_assets.market.synthetic import SyntheticConfig, synthetic_market
@@ -36,6 +40,17 @@ def source_from_settings(settings: Settings) -> MarketSource:
         return synthetic_market(synthetic_config(settings))
     if settings.source == "yfinance":
         return YFinanceSource(min_interval_s=settings.yfinance_min_interval_s)
+    if settings.source == "files":
+        if settings.files_dir is None:
+            raise SourceConfigError("QUANT_SOURCE=files needs QUANT_FILES_DIR (the folder)")
+        folder = Path(settings.files_dir).expanduser().resolve()
+        return _file_source(
+            folder,
+            settings.files_tz,
+            settings.files_ts_label,
+            tuple(settings.tickers),
+            _fingerprint(folder),
+        )
     if settings.source == "alpaca":
         return AlpacaSource(
             _secret(settings.alpaca_api_key, "alpaca", "ALPACA_API_KEY"),
@@ -55,3 +70,21 @@ def _secret(value: SecretStr | None, source: str, variable: str) -> str:
     if value is None or not value.get_secret_value():
         raise SourceConfigError(f"QUANT_SOURCE={source} needs {variable} in the environment")
     return value.get_secret_value()
+
+
+@lru_cache(maxsize=4)
+def _file_source(
+    folder: Path, tz: str, ts_label: str, tickers: tuple[str, ...], fingerprint: tuple
+) -> FileSource:
+    # One instance per folder state: its files are read once per process and served from
+    # memory; a file added, removed or rewritten changes the fingerprint and gives a new one.
+    del fingerprint
+    return FileSource(folder, tz=tz, ts_label=ts_label, tickers=tickers)
+
+
+def _fingerprint(folder: Path) -> tuple:
+    """Names, sizes and modification times of the folder's files (FileSource refuses a missing
+    folder with its own clear error, so a missing one is just an empty fingerprint here)."""
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()))

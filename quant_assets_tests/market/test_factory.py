@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -58,3 +59,24 @@ def test_an_unknown_source_lists_the_valid_ones() -> None:
     (problem,) = err.value.errors()
     assert all(name in problem["msg"] for name in SOURCES)
     assert settings(source=" YFinance ").source == "yfinance"
+
+
+def test_the_file_source_is_built_once_per_folder_state(tmp_path) -> None:
+    from quant_assets.market.file_source import FileSource, FileSourceError
+    from quant_assets.market.synthetic import SyntheticConfig
+    from quant_assets_tests.market.helpers import write_market
+
+    with pytest.raises(SourceConfigError, match="QUANT_FILES_DIR"):
+        source_from_settings(settings(source="files"))
+    with pytest.raises(FileSourceError, match=str(tmp_path / "nowhere")):
+        source_from_settings(settings(source="files", files_dir=tmp_path / "nowhere"))
+    market = SyntheticMarket(
+        SyntheticConfig(tickers=("AAPL",), start="2026-03-02", end="2026-03-31")
+    )
+    start, end = pd.Timestamp("2026-03-03", tz="UTC"), pd.Timestamp("2026-03-05", tz="UTC")
+    write_market(market, tmp_path / "bars", start, end)
+    s = settings(source="files", files_dir=tmp_path / "bars", tickers="AAPL")
+    first = source_from_settings(s)
+    assert isinstance(first, FileSource) and source_from_settings(s) is first
+    (tmp_path / "bars" / "MSFT.csv").write_text("timestamp,open,high,low,close,volume\n")
+    assert source_from_settings(s) is not first  # the folder changed: read it again
