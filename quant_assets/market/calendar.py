@@ -24,6 +24,7 @@ MARKET_TZ = "America/New_York"
 DateLike = str | date | pd.Timestamp
 SESSION_OPEN_MINUTE = 9 * 60 + 30  # 09:30 New York, in minutes after midnight
 SESSION_MINUTES = 390  # a full regular session
+TRADING_DAYS_PER_YEAR = 252  # sessions in a year, for annualizing daily figures
 EMPTY_MINUTES = pd.DatetimeIndex([], dtype="datetime64[ns, UTC]", name="ts")
 
 
