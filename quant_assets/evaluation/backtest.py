@@ -1,7 +1,7 @@
 """Cost-aware backtest of a direction classifier's probabilities on 1-minute bars (pure core).
 
-``run_backtest(bars, probs, sigma, spec, tickers=None)`` -> ``BacktestResult``. The policy, as
-implemented:
+``run_backtest(bars, probs, sigma, spec, tickers=None, ic=True)`` -> ``BacktestResult``. The
+policy, as implemented:
 
 * **Inputs.** ``bars``: ticker, ts (UTC bar start), open, high, low, close of one or many
   tickers, rows in strictly increasing ts within each ticker (tickers may interleave); prices
@@ -34,10 +34,10 @@ implemented:
   with c = cost_bps / 10 000 per side (entry and exit each pay it). A ticker's return on a
   session is the sum of its trades' returns (trades open and close in one session); 0 on a
   session without trades or without its bars. Sessions: every New York date with a bar of any
-  ticker. **Portfolio**, equal weight: the mean over the universe (``tickers``; default the
-  tickers in ``bars``, sorted) of the tickers' daily returns; a flat ticker, or one with no
-  bars, contributes 0. Returns are simple and additive: totals are sums, the equity curve is
-  1 + cumulative sum.
+  ticker. **Portfolio**, equal weight (a sleeve of 1/N of the capital per ticker): the mean
+  over the universe (``tickers``; default the tickers in ``bars``, sorted) of the tickers'
+  daily returns; a flat ticker, or one with no bars, contributes 0. Returns are simple and
+  additive: totals are sums, the equity curve is 1 + cumulative sum.
 * **Costs** are linear in the number of trades, net_d = gross_d − 2c·n_d, so every cost of the
   grid comes from the one pass of the trade logic. Break-even cost (bps per side, total net
   P&L = 0): gross total / (2 · trades) · 10 000, with the portfolio's trades counted as
@@ -63,8 +63,11 @@ Metrics (``BookMetrics``, per ticker and for the portfolio; the ``CostMetrics`` 
   ``run_backtest(..., ic=False)`` skips it: it depends on the score and the horizon only, so a
   sweep over τ or the barriers can compute it once).
 
-Daily P&L (per ticker and portfolio, gross = cost 0, net at any cost): ``ticker_daily`` and
-``portfolio_daily``, for plots and for a block bootstrap. Everything is deterministic.
+Outputs: ``BacktestResult.trades`` (one row per trade, ``TRADE_COLUMNS``; ticker and
+exit_reason categorical), the daily P&L per ticker and of the portfolio (``ticker_daily`` /
+``portfolio_daily``: gross at cost 0, net at any cost; for plots and a block bootstrap),
+``cost_grid_table``, ``to_dict`` (JSON-ready) and ``write_equity_curve`` (PNG). Everything is
+deterministic.
 """
 
 from __future__ import annotations
@@ -209,8 +212,8 @@ class BacktestResult:
     tickers: tuple[str, ...]
     sessions: pd.DatetimeIndex  # tz-naive New York dates
     trades: pd.DataFrame  # TRADE_COLUMNS, in (universe order, time) order
-    gross: np.ndarray = field(repr=False)  # daily gross return per ticker
-    n_trades: np.ndarray = field(repr=False)  # trades per ticker and session
+    daily_gross: np.ndarray = field(repr=False)  # gross return per [ticker, session]
+    trade_counts: np.ndarray = field(repr=False)  # trades per [ticker, session]
     portfolio: BookMetrics
     by_ticker: tuple[BookMetrics, ...]
 
@@ -225,12 +228,12 @@ class BacktestResult:
     def ticker_daily(self, cost_bps: float | None = None) -> pd.DataFrame:
         """Daily net return per ticker (sessions × tickers); cost 0 gives gross, None the
         spec's default cost."""
-        net = _net(self.gross, self.n_trades, self._cost(cost_bps))
+        net = _net(self.daily_gross, self.trade_counts, self._cost(cost_bps))
         return pd.DataFrame(net.T, index=self.sessions, columns=list(self.tickers))
 
     def portfolio_daily(self, cost_bps: float | None = None) -> pd.Series:
         """Daily net return of the equal-weight portfolio; cost 0 gives gross."""
-        gross, weight = _portfolio(self.gross, self.n_trades)
+        gross, weight = _portfolio(self.daily_gross, self.trade_counts)
         net = _net(gross, weight, self._cost(cost_bps))
         return pd.Series(net, index=self.sessions, name=PORTFOLIO)
 
@@ -301,24 +304,20 @@ def run_backtest(
     if isinstance(sigma, pd.Series) and not sigma.index.equals(bars.index):
         raise ValueError("sigma Series must have the same index as bars")
     vol = rows.take(np.asarray(sigma, dtype="float64"), "sigma")
-    horizon_ns = spec.horizon_minutes * _NS_PER_MINUTE
     trades = _simulate_trades(rows, score, vol, spec)
-    n_tickers, n_days = len(rows.universe), rows.sessions.size
-    key = rows.code[trades.signal] * n_days + rows.day[trades.signal]
-    size = n_tickers * n_days
-    gross = np.bincount(key, weights=trades.gross, minlength=size).reshape(n_tickers, n_days)
-    count = np.bincount(key, minlength=size).reshape(n_tickers, n_days).astype("float64")
-    ic_values = np.full((n_tickers, n_days), np.nan)
+    gross, count = _daily_sums(rows, trades)
+    ic_values = np.full(gross.shape, np.nan)
     if ic:
-        ic_values = _session_ic(rows, score, _forward_return(rows, horizon_ns))
+        forward = _forward_return(rows, spec.horizon_minutes * _NS_PER_MINUTE)
+        ic_values = _session_ic(rows, score, forward)
     portfolio, by_ticker = _books(rows, trades, gross, count, ic_values, spec)
     return BacktestResult(
         spec=spec,
         tickers=rows.universe,
         sessions=rows.sessions,
         trades=trades.frame(rows),
-        gross=gross,
-        n_trades=count,
+        daily_gross=gross,
+        trade_counts=count,
         portfolio=portfolio,
         by_ticker=by_ticker,
     )
@@ -369,6 +368,7 @@ class _Rows:
     close: np.ndarray
     day: np.ndarray  # index into sessions
     sessions: pd.DatetimeIndex
+    bars_per_ticker: np.ndarray
     segment_end: np.ndarray  # row index of the last row of the row's (ticker, session)
 
     @classmethod
@@ -377,7 +377,7 @@ class _Rows:
         missing = [c for c in required if c not in bars.columns]
         if missing:
             raise ValueError(f"bars lack columns {missing}")
-        order, universe, code = _group_tickers(bars["ticker"], tickers)
+        order, universe, code, count = _group_tickers(bars["ticker"], tickers)
         ts = pd.to_datetime(bars["ts"], utc=True).astype("datetime64[ns, UTC]")
         if ts.isna().any():
             raise ValueError("bars have a missing ts")
@@ -398,6 +398,7 @@ class _Rows:
             day=day,
             sessions=pd.DatetimeIndex((days * _NS_PER_DAY).view("datetime64[ns]"), name="session"),
             segment_end=segment_end,
+            bars_per_ticker=count,
             **prices,
         )
 
@@ -411,19 +412,20 @@ class _Rows:
             raise ValueError(f"{name} must have one value per bar ({self.n}), got {values.shape}")
         return values[self.order]
 
-    def bars_per_ticker(self) -> np.ndarray:
-        return np.bincount(self.code, minlength=len(self.universe))
-
 
 def _group_tickers(
     names: pd.Series, tickers: Sequence[str] | None
-) -> tuple[np.ndarray | slice, tuple[str, ...], np.ndarray]:
-    """(row order that makes each ticker's rows contiguous, the universe, code per row)."""
+) -> tuple[np.ndarray | slice, tuple[str, ...], np.ndarray, np.ndarray]:
+    """(row order that makes each ticker's rows contiguous, the universe, code per row, bars
+    per ticker)."""
     names = names.astype("string")
     if names.isna().any():
         raise ValueError("bars have a missing ticker")
     # Factorize runs of equal names, not rows: bars usually come ticker after ticker.
-    head = np.flatnonzero(names.ne(names.shift()).to_numpy(dtype=bool, na_value=True))
+    values = names.array
+    change = np.ones(len(values), dtype=bool)
+    change[1:] = (values[1:] != values[:-1]).to_numpy(dtype=bool)
+    head = np.flatnonzero(change)
     run_code, uniques = pd.factorize(names.iloc[head])
     universe = tuple(sorted(uniques)) if tickers is None else tuple(tickers)
     if len(set(universe)) != len(universe):
@@ -433,23 +435,38 @@ def _group_tickers(
     if unknown:
         raise ValueError(f"bars have tickers outside the universe: {unknown}")
     run_code = np.array([where[u] for u in uniques], dtype=np.int64)[run_code]
-    code = np.repeat(run_code, np.diff(head, append=len(names)))
+    run_length = np.diff(head, append=len(names))
+    code = np.repeat(run_code, run_length)
+    count = np.bincount(run_code, weights=run_length, minlength=len(universe)).astype(np.int64)
     if len(head) == len(uniques):  # one run per ticker: no reordering needed
-        return slice(None), universe, code
+        return slice(None), universe, code, count
     order = np.argsort(code, kind="stable")  # keeps each ticker's own row order
-    return order, universe, code[order]
+    return order, universe, code[order], count
 
 
 def _new_york_dates(ts_ns: np.ndarray) -> np.ndarray:
     """New York date (days since 1970-01-01) of UTC nanoseconds: the session of a bar."""
-    # New York is UTC−5 or UTC−4; both give the same date except at 04:00–05:00 UTC (around
-    # midnight in New York, no trading), where the time zone database decides.
-    date = (ts_ns - 5 * _NS_PER_HOUR) // _NS_PER_DAY
-    odd = np.flatnonzero((ts_ns - 4 * _NS_PER_HOUR) // _NS_PER_DAY != date)
-    if odd.size:
+    date, odd = _dates_at_utc_minus_5(ts_ns)
+    if odd.size:  # the time zone database decides (a whole-array tz_convert costs 7x more)
         utc = pd.DatetimeIndex(ts_ns[odd].view("datetime64[ns]"), tz="UTC")
         date[odd] = utc.tz_convert(MARKET_TZ).tz_localize(None).asi8 // _NS_PER_DAY
     return date
+
+
+@njit(cache=True)
+def _dates_at_utc_minus_5(ts_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dates at UTC−5, and the rows where UTC−4 gives another: 04:00–05:00 UTC, around midnight
+    in New York (no trading); everywhere else both offsets, hence New York, agree."""
+    date = np.empty(ts_ns.size, dtype=np.int64)
+    odd = np.empty(ts_ns.size, dtype=np.int64)
+    k = 0
+    for i in range(ts_ns.size):
+        shifted = ts_ns[i] - 5 * _NS_PER_HOUR
+        date[i] = shifted // _NS_PER_DAY
+        if shifted - date[i] * _NS_PER_DAY >= 23 * _NS_PER_HOUR:
+            odd[k] = i
+            k += 1
+    return date, odd[:k]
 
 
 @njit(cache=True)
@@ -471,19 +488,26 @@ def _segments(code: np.ndarray, date: np.ndarray, ts_ns: np.ndarray) -> tuple[np
     return end, in_order
 
 
+@njit(cache=True)
 def _dense_days(date: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct dates, index of each row's date among them); a few dates, many rows."""
     if date.size == 0:
         return date.copy(), date.copy()
-    low = int(date.min())
-    present = np.bincount(date - low) > 0
-    index = np.cumsum(present) - 1
-    return low + np.flatnonzero(present), index[date - low]
+    low = date.min()
+    rank = np.zeros(date.max() - low + 1, dtype=np.int64)  # 1 where a date occurs
+    for d in date:
+        rank[d - low] = 1
+    days = np.flatnonzero(rank) + low
+    rank = np.cumsum(rank) - 1
+    index = np.empty(date.size, dtype=np.int64)
+    for i in range(date.size):
+        index[i] = rank[date[i] - low]
+    return days, index
 
 
 def _prices(bars: pd.DataFrame, column: str, order: np.ndarray | slice) -> np.ndarray:
     values = bars[column].to_numpy(dtype="float64")[order]
-    if not (np.isfinite(values) & (values > 0)).all():
+    if values.size and not (values.min() > 0 and values.max() < np.inf):  # NaN fails both
         raise ValueError(f"bars have {column} prices that are not finite and > 0")
     return values
 
@@ -500,22 +524,19 @@ class _Trades:
     exit_price: np.ndarray
     reason: np.ndarray
     gross: np.ndarray
-
-    def holding_minutes(self, rows: _Rows) -> np.ndarray:
-        """From the entry bar's start to the exit bar's end."""
-        span = rows.ts_ns[self.exit] + _NS_PER_MINUTE - rows.ts_ns[self.entry]
-        return span / _NS_PER_MINUTE
+    holding: np.ndarray  # minutes from the entry bar's start to the exit bar's end
 
     def frame(self, rows: _Rows) -> pd.DataFrame:
         """TRADE_COLUMNS, one row per trade."""
-        names = np.array(rows.universe, dtype=object)
 
         def ts(index: np.ndarray) -> pd.DatetimeIndex:
             return pd.DatetimeIndex(rows.ts_ns[index].view("datetime64[ns]"), tz="UTC")
 
         return pd.DataFrame(
             {
-                "ticker": pd.array(names[rows.code[self.signal]], dtype="string"),
+                "ticker": pd.Categorical.from_codes(
+                    rows.code[self.signal], categories=list(rows.universe)
+                ),
                 "signal_ts": ts(self.signal),
                 "entry_ts": ts(self.entry),
                 "exit_ts": ts(self.exit),
@@ -525,7 +546,7 @@ class _Trades:
                 "exit_price": self.exit_price,
                 "exit_reason": pd.Categorical.from_codes(self.reason, categories=EXIT_REASONS),
                 "gross_return": self.gross,
-                "holding_minutes": self.holding_minutes(rows),
+                "holding_minutes": self.holding,
             },
             columns=list(TRADE_COLUMNS),
         )
@@ -534,8 +555,6 @@ class _Trades:
 def _simulate_trades(
     rows: _Rows, score: np.ndarray, sigma: np.ndarray, spec: BacktestSpec
 ) -> _Trades:
-    horizon_ns = spec.horizon_minutes * _NS_PER_MINUTE
-    vertical = _last_within(rows.ts_ns, rows.segment_end, horizon_ns - _NS_PER_MINUTE)
     trades = _Trades(
         *_simulate(
             rows.open,
@@ -546,19 +565,117 @@ def _simulate_trades(
             score,
             sigma,
             rows.segment_end,
-            vertical,
-            horizon_ns,
+            spec.horizon_minutes * _NS_PER_MINUTE,
             float(spec.threshold),
             float(spec.profit_take),
             float(spec.stop_loss),
             spec.touch == "high_low",
         )
     )
+    code = rows.code[trades.signal]
+    if (np.diff(code) >= 0).all():
+        return trades
     # Rows are grouped by ticker in the order of the input, not of the universe.
-    by_ticker = np.argsort(rows.code[trades.signal], kind="stable")
+    by_ticker = np.argsort(code, kind="stable")
     return _Trades(*(getattr(trades, f)[by_ticker] for f in _Trades.__dataclass_fields__))
 
 
+@njit(cache=True)
+def _simulate(
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    ts_ns: np.ndarray,
+    score: np.ndarray,
+    sigma: np.ndarray,
+    segment_end: np.ndarray,
+    horizon_ns: int,
+    threshold: float,
+    profit_take: float,
+    stop_loss: float,
+    high_low: bool,
+) -> tuple[np.ndarray, ...]:
+    """One sequential pass over the rows: (signal, entry, exit rows, side, exit price, exit
+    reason, gross return, holding minutes) of every trade."""
+    n = close.size
+    cap = max(n - 1, 0)  # each trade moves on by a row at least (exit on the entry bar)
+    signal = np.empty(cap, dtype=np.int64)
+    entry = np.empty(cap, dtype=np.int64)
+    exit_ = np.empty(cap, dtype=np.int64)
+    side = np.empty(cap, dtype=np.int8)
+    price = np.empty(cap)
+    reason = np.empty(cap, dtype=np.int8)
+    gross = np.empty(cap)
+    holding = np.empty(cap)
+    k = 0
+    i = 0
+    while i < n:
+        s, vol = score[i], sigma[i]
+        d = 1 if s >= threshold else (-1 if s <= -threshold else 0)
+        if d == 0 or not (vol > 0.0 and vol < np.inf) or i == segment_end[i]:
+            i += 1
+            continue
+        e = i + 1
+        fill = open_[e]
+        take = fill * (1.0 + d * profit_take * vol)
+        stop = fill * (1.0 - d * stop_loss * vol)
+        x, px, why = _exit(
+            high, low, close, ts_ns, segment_end[e], e, d, take, stop, horizon_ns, high_low
+        )
+        signal[k], entry[k], exit_[k], side[k], price[k], reason[k] = i, e, x, d, px, why
+        gross[k] = d * (px / fill - 1.0)
+        holding[k] = (ts_ns[x] + _NS_PER_MINUTE - ts_ns[e]) / _NS_PER_MINUTE
+        k += 1
+        i = x  # signals inside the position are ignored; the exit bar's own may trade
+    return signal[:k], entry[:k], exit_[:k], side[:k], price[:k], reason[:k], gross[:k], holding[:k]
+
+
+@njit(cache=True)
+def _exit(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    ts_ns: np.ndarray,
+    last: int,
+    e: int,
+    d: int,
+    take: float,
+    stop: float,
+    horizon_ns: int,
+    high_low: bool,
+) -> tuple[int, float, int]:
+    """(exit row, exit price, reason) of a position entered at the open of row e (side d);
+    ``last`` is the last row of its session."""
+    closes_by = ts_ns[e] + horizon_ns  # V: the vertical barrier
+    j = e
+    while True:
+        hi, lo = (high[j], low[j]) if high_low else (close[j], close[j])
+        hit_stop = lo <= stop if d > 0 else hi >= stop
+        hit_take = hi >= take if d > 0 else lo <= take
+        if hit_stop or hit_take:  # the stop first when a bar touches both
+            level = stop if hit_stop else take
+            return j, (level if high_low else close[j]), (_STOP if hit_stop else _TAKE)
+        if j == last:
+            early = ts_ns[j] + _NS_PER_MINUTE < closes_by
+            return j, close[j], (_SESSION if early else _VERTICAL)
+        if ts_ns[j + 1] + _NS_PER_MINUTE > closes_by:  # the next bar would close after V
+            return j, close[j], _VERTICAL
+        j += 1
+
+
+def _daily_sums(rows: _Rows, trades: _Trades) -> tuple[np.ndarray, np.ndarray]:
+    """Gross return and number of trades per [ticker, session] (trades in time order, so each
+    sum adds them up in that order)."""
+    n_tickers, n_days = len(rows.universe), rows.sessions.size
+    key = rows.code[trades.signal] * n_days + rows.day[trades.signal]
+    size = n_tickers * n_days
+    gross = np.bincount(key, weights=trades.gross, minlength=size).reshape(n_tickers, n_days)
+    count = np.bincount(key, minlength=size).reshape(n_tickers, n_days).astype("float64")
+    return gross, count
+
+
+# --- information coefficient --------------------------------------------------------------------
 @njit(cache=True)
 def _last_within(ts_ns: np.ndarray, segment_end: np.ndarray, offset_ns: int) -> np.ndarray:
     """Per row i: the last row j of i's segment with ts[j] <= ts[i] + offset (so j >= i)."""
@@ -573,66 +690,6 @@ def _last_within(ts_ns: np.ndarray, segment_end: np.ndarray, offset_ns: int) -> 
     return out
 
 
-@njit(cache=True)
-def _simulate(
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    ts_ns: np.ndarray,
-    score: np.ndarray,
-    sigma: np.ndarray,
-    segment_end: np.ndarray,
-    vertical: np.ndarray,
-    horizon_ns: int,
-    threshold: float,
-    profit_take: float,
-    stop_loss: float,
-    high_low: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One sequential pass over the rows: (signal, entry, exit rows, side, exit price, exit
-    reason, gross return) of every trade."""
-    n = close.size
-    cap = max(n - 1, 0)  # each trade moves on by a row at least (exit on the entry bar)
-    signal = np.empty(cap, dtype=np.int64)
-    entry = np.empty(cap, dtype=np.int64)
-    exit_ = np.empty(cap, dtype=np.int64)
-    side = np.empty(cap, dtype=np.int8)
-    price = np.empty(cap)
-    reason = np.empty(cap, dtype=np.int8)
-    gross = np.empty(cap)
-    k = 0
-    i = 0
-    while i < n:
-        s, vol = score[i], sigma[i]
-        d = 1 if s >= threshold else (-1 if s <= -threshold else 0)
-        if d == 0 or not (vol > 0.0 and vol < np.inf) or i == segment_end[i]:
-            i += 1
-            continue
-        e = i + 1
-        fill = open_[e]
-        take = fill * (1.0 + d * profit_take * vol)
-        stop = fill * (1.0 - d * stop_loss * vol)
-        x, px, why = vertical[e], close[vertical[e]], _VERTICAL
-        if x == segment_end[e] and ts_ns[x] + _NS_PER_MINUTE < ts_ns[e] + horizon_ns:
-            why = _SESSION
-        for j in range(e, vertical[e] + 1):
-            hi, lo = (high[j], low[j]) if high_low else (close[j], close[j])
-            hit_stop = lo <= stop if d > 0 else hi >= stop
-            hit_take = hi >= take if d > 0 else lo <= take
-            if hit_stop or hit_take:  # the stop first when a bar touches both
-                x, why = j, (_STOP if hit_stop else _TAKE)
-                level = stop if hit_stop else take
-                px = level if high_low else close[j]
-                break
-        signal[k], entry[k], exit_[k], side[k], price[k], reason[k] = i, e, x, d, px, why
-        gross[k] = d * (px / fill - 1.0)
-        k += 1
-        i = x  # signals inside the position are ignored; the exit bar's own may trade
-    return signal[:k], entry[:k], exit_[:k], side[:k], price[:k], reason[:k], gross[:k]
-
-
-# --- information coefficient --------------------------------------------------------------------
 def _forward_return(rows: _Rows, horizon_ns: int) -> np.ndarray:
     """close[j] / close[t] − 1, j the last bar of t's session starting at or before ts[t] +
     horizon; NaN when that is t itself."""
@@ -782,9 +839,9 @@ def _books(
             for c in costs
         ]
     )
-    holding = _per_book(trades.holding_minutes(rows), book, n_tickers)
+    holding = _per_book(trades.holding, book, n_tickers)
     held = trades.exit - trades.entry + 1
-    exposure = _ratio(np.bincount(book, weights=held, minlength=n_tickers), rows.bars_per_ticker())
+    exposure = _ratio(np.bincount(book, weights=held, minlength=n_tickers), rows.bars_per_ticker)
     exposure = np.nan_to_num(exposure)  # no bars: never in a position
     exposure = np.r_[exposure, exposure.mean() if n_tickers else 0.0]
     ic, ic_sessions = _ic_per_book(ic_values)

@@ -304,31 +304,35 @@ def assert_matches_reference(
     spec: BacktestSpec,
     tickers: Sequence[str] | None = None,
 ) -> BacktestResult:
-    """run_backtest equals the reference at every cost of the grid: the same trades (prices
-    and gross returns bit for bit), daily P&L per ticker and portfolio to 1e-12, hit rates."""
+    """run_backtest equals the reference at every cost of the grid (``assert_same``)."""
     result = run_backtest(bars, probs, sigma, spec, tickers=tickers)
     score = signal_score(probs)
-    fast = result.trades
     for cost in spec.costs_bps:
-        ref = reference_backtest(bars, score, sigma, spec, cost, tickers)
-        assert list(result.sessions) == ref.sessions
-        assert len(fast) == len(ref.trades)
-        expected = pd.DataFrame([t.__dict__ for t in ref.trades], columns=_TRADE_FIELDS)
-        for col in ("signal_ts", "entry_ts", "exit_ts"):
-            assert (fast[col].array.asi8 == expected[col].to_numpy(dtype="int64")).all(), col
-        for col in ("ticker", "side", "entry_price", "exit_price", "exit_reason", "gross_return"):
-            assert fast[col].astype(object).tolist() == expected[col].tolist(), col
-        daily = result.ticker_daily(cost)
-        for ticker, values in ref.daily.items():
-            np.testing.assert_allclose(daily[ticker].to_numpy(), values, rtol=0, atol=1e-12)
-        if ref.daily:
-            np.testing.assert_allclose(
-                result.portfolio_daily(cost).to_numpy(), ref.portfolio(), rtol=0, atol=1e-12
-            )
-        net = expected["net_return"].to_numpy(dtype=float)
-        hit = float(np.mean(net > 0)) if net.size else float("nan")
-        np.testing.assert_equal(result.portfolio.at(cost).hit_rate, hit)
+        assert_same(result, reference_backtest(bars, score, sigma, spec, cost, tickers), cost)
     return result
+
+
+def assert_same(result: BacktestResult, ref: RefResult, cost_bps: float) -> None:
+    """The same trades (prices and gross returns bit for bit), daily net P&L per ticker and
+    portfolio to 1e-12 and the same hit rate, at one cost."""
+    fast = result.trades
+    assert list(result.sessions) == ref.sessions
+    assert len(fast) == len(ref.trades)
+    expected = pd.DataFrame([t.__dict__ for t in ref.trades], columns=_TRADE_FIELDS)
+    for col in ("signal_ts", "entry_ts", "exit_ts"):
+        assert (fast[col].array.asi8 == expected[col].to_numpy(dtype="int64")).all(), col
+    for col in ("ticker", "side", "entry_price", "exit_price", "exit_reason", "gross_return"):
+        assert fast[col].astype(object).tolist() == expected[col].tolist(), col
+    daily = result.ticker_daily(cost_bps)
+    for ticker, values in ref.daily.items():
+        np.testing.assert_allclose(daily[ticker].to_numpy(), values, rtol=0, atol=1e-12)
+    if ref.daily:
+        np.testing.assert_allclose(
+            result.portfolio_daily(cost_bps).to_numpy(), ref.portfolio(), rtol=0, atol=1e-12
+        )
+    net = expected["net_return"].to_numpy(dtype=float)
+    hit = float(np.mean(net > 0)) if net.size else float("nan")
+    np.testing.assert_equal(result.portfolio.at(cost_bps).hit_rate, hit)
 
 
 _TRADE_FIELDS = [
