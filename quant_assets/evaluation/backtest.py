@@ -52,8 +52,9 @@ Metrics (``BookMetrics``, per ticker and for the portfolio; the ``CostMetrics`` 
 * turnover: mean traded notional per session in units of capital (2 per trade: entry + exit;
   portfolio: Σ / N); trades; hit rate: share of trades with net return > 0 (NaN without
   trades); mean holding minutes, from the entry bar's start to the exit bar's end (NaN without
-  trades); exposure: share of the ticker's bars in a position, entry and exit bars included
-  (portfolio: the mean over the universe; 0 for a ticker without bars);
+  trades) — the portfolio's over all its trades; exposure: share of the ticker's bars in a
+  position, entry and exit bars included (portfolio: the mean over the universe; 0 for a
+  ticker without bars);
 * information coefficient: for each row with an s, the forward return
   close[j] / close[t] − 1 with j the last bar of t's session starting at or before ts[t] +
   horizon (rows with no later bar there have none); per (ticker, session), the Spearman
@@ -791,9 +792,10 @@ def _sharpe(daily: np.ndarray) -> np.ndarray:
     out = np.full(daily.shape[:-1], np.nan)
     if daily.shape[-1] < 2:
         return out
+    annual_mean = daily.mean(axis=-1) * np.sqrt(TRADING_DAYS_PER_YEAR)
     sd = daily.std(axis=-1, ddof=1)
-    np.divide(daily.mean(axis=-1), sd, out=out, where=sd > 0)
-    return np.where(sd > 0, out * np.sqrt(TRADING_DAYS_PER_YEAR), np.nan)
+    np.divide(annual_mean, sd, out=out, where=sd > 0)
+    return out
 
 
 def _max_drawdown(daily: np.ndarray) -> np.ndarray:
@@ -804,14 +806,9 @@ def _max_drawdown(daily: np.ndarray) -> np.ndarray:
     return np.max(peak - equity, axis=-1, initial=0.0)
 
 
-def _per_book(values: np.ndarray, book: np.ndarray, n_tickers: int) -> np.ndarray:
-    """Sums of trade values per ticker, then over all trades (the portfolio)."""
-    per_ticker = np.bincount(book, weights=values, minlength=n_tickers)
-    return np.r_[per_ticker, values.sum()]
-
-
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    out = np.full(num.shape, np.nan)
+    """num / den, NaN where den is 0."""
+    out = np.full(np.broadcast(num, den).shape, np.nan)
     np.divide(num, den, out=out, where=den > 0)
     return out
 
@@ -824,36 +821,24 @@ def _books(
     ic_values: np.ndarray,
     spec: BacktestSpec,
 ) -> tuple[BookMetrics, tuple[BookMetrics, ...]]:
-    """Metrics of every ticker and of the portfolio (the last book), all costs at once."""
-    n_tickers = len(rows.universe)
+    """(the portfolio's metrics, each ticker's), all costs at once: books are the tickers and
+    then the portfolio."""
     p_gross, p_weight = _portfolio(gross, count)
     daily = np.vstack([gross, p_gross])  # [book, session]
     weight = np.vstack([count, p_weight])  # trades per session (portfolio: mean over tickers)
     costs = np.asarray(spec.costs_bps) / BPS
     net = daily[None] - 2.0 * costs[:, None, None] * weight[None]  # [cost, book, session]
-    book = rows.code[trades.signal]
-    n_trades = _per_book(np.ones(trades.gross.size), book, n_tickers)
-    hits = np.stack(
-        [
-            _per_book((trades.gross - 2.0 * c > 0.0).astype("float64"), book, n_tickers)
-            for c in costs
-        ]
-    )
-    holding = _per_book(trades.holding, book, n_tickers)
-    held = trades.exit - trades.entry + 1
-    exposure = _ratio(np.bincount(book, weights=held, minlength=n_tickers), rows.bars_per_ticker)
-    exposure = np.nan_to_num(exposure)  # no bars: never in a position
-    exposure = np.r_[exposure, exposure.mean() if n_tickers else 0.0]
-    ic, ic_sessions = _ic_per_book(ic_values)
+    n_trades, hits, holding = _trade_sums(rows, trades, costs)
     total_weight = weight.sum(axis=-1)
+    ic, ic_sessions = _ic_per_book(ic_values)
     metrics = {
-        "n_sessions": np.full(n_tickers + 1, rows.sessions.size),
+        "n_sessions": np.full(daily.shape[0], rows.sessions.size),
         "n_trades": n_trades,
         "gross_return": daily.sum(axis=-1),
         "gross_sharpe": _sharpe(daily),
         "turnover": 2.0 * total_weight / max(rows.sessions.size, 1),
         "mean_holding_minutes": _ratio(holding, n_trades),
-        "exposure": exposure,
+        "exposure": _exposure(rows, trades),
         "ic": ic,
         "ic_sessions": ic_sessions,
         "break_even_bps": _ratio(daily.sum(axis=-1), 2.0 * total_weight) * BPS,
@@ -862,7 +847,7 @@ def _books(
         "net_return": net.sum(axis=-1),
         "sharpe": _sharpe(net),
         "max_drawdown": _max_drawdown(net),
-        "hit_rate": _ratio(hits, n_trades[None]),
+        "hit_rate": _ratio(hits, n_trades),
     }
     books = tuple(
         _book_metrics(name, b, metrics, per_cost, spec.costs_bps)
@@ -871,18 +856,38 @@ def _books(
     return books[-1], books[:-1]
 
 
+def _trade_sums(
+    rows: _Rows, trades: _Trades, costs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per book (the tickers, then all trades): trades, hits at each cost [cost, book] (net
+    return > 0) and total holding minutes."""
+    book = rows.code[trades.signal]
+
+    def per_book(values: np.ndarray) -> np.ndarray:
+        return np.r_[np.bincount(book, weights=values, minlength=len(rows.universe)), values.sum()]
+
+    hits = [per_book((trades.gross - 2.0 * c > 0.0).astype("float64")) for c in costs]
+    return per_book(np.ones(book.size)), np.array(hits), per_book(trades.holding)
+
+
+def _exposure(rows: _Rows, trades: _Trades) -> np.ndarray:
+    """Share of each ticker's bars in a position (0 without bars), then their mean."""
+    held = trades.exit - trades.entry + 1
+    in_position = np.bincount(rows.code[trades.entry], weights=held, minlength=len(rows.universe))
+    share = np.nan_to_num(_ratio(in_position, rows.bars_per_ticker))  # no bars: never held
+    return np.r_[share, share.mean() if share.size else 0.0]
+
+
 def _ic_per_book(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean IC over each ticker's sessions; the portfolio's: the mean over sessions of the
-    mean over the tickers that have one."""
+    """(IC, sessions counted) per book: a ticker's mean over its sessions; the portfolio's,
+    the mean over sessions of the mean over the tickers that have one."""
     defined = ~np.isnan(values)
     zeroed = np.where(defined, values, 0.0)
+    per_ticker = _ratio(zeroed.sum(axis=1), defined.sum(axis=1))
     per_session = _ratio(zeroed.sum(axis=0), defined.sum(axis=0))
-    ticker_days = defined.sum(axis=1)
-    session_days = (~np.isnan(per_session)).sum()
-    ic = np.r_[_ratio(zeroed.sum(axis=1), ticker_days), np.nan]
-    if session_days:
-        ic[-1] = np.nanmean(per_session)
-    return ic, np.r_[ticker_days, session_days]
+    sessions = per_session[~np.isnan(per_session)]
+    portfolio = sessions.mean() if sessions.size else np.nan
+    return np.r_[per_ticker, portfolio], np.r_[defined.sum(axis=1), sessions.size]
 
 
 def _book_metrics(

@@ -378,6 +378,7 @@ def test_nan_score_rows_never_trade() -> None:
         (lambda b, p, s: (b, p[1:], s), "one value per bar"),
         (lambda b, p, s: (b, np.full(len(b), np.inf), s), "infinite"),
         (lambda b, p, s: (b, p, s[1:]), "one value per bar"),
+        (lambda b, p, s: (b, p, pd.Series(s, index=b.index + 1)), "same index"),
     ],
 )
 def test_bad_inputs_are_refused(change, message: str) -> None:
