@@ -27,6 +27,7 @@ SESSION_OPEN_MINUTE = 9 * 60 + 30  # 09:30 New York, in minutes after midnight
 EXTENDED_OPEN = pd.Timedelta(hours=4)
 EXTENDED_CLOSE = pd.Timedelta(hours=20)
 SESSION_MINUTES = 390  # a full regular session
+TRADING_DAYS_PER_YEAR = 252  # sessions in a year, for annualizing daily figures
 EMPTY_MINUTES = pd.DatetimeIndex([], dtype="datetime64[ns, UTC]", name="ts")
 
 

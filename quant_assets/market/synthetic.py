@@ -115,6 +115,7 @@ from numba import njit
 from quant_assets.market.calendar import (
     MARKET_TZ,
     SESSION_MINUTES,
+    TRADING_DAYS_PER_YEAR,
     DateLike,
     exchange_calendar,
     sessions,
@@ -131,7 +132,6 @@ from quant_assets.market.sources import SourceRangeError
 from quant_assets.settings import DEFAULT_TICKERS
 
 # --- model constants (documented in the module docstring) -------------------------------------
-TRADING_DAYS_PER_YEAR = 252
 INTRADAY_VARIANCE_SHARE = 0.8
 VOL_OPEN_AMP, VOL_OPEN_DECAY, VOL_CLOSE_AMP, VOL_CLOSE_DECAY = 1.5, 15.0, 0.5, 20.0
 VOLU_BASE, VOLU_OPEN_AMP, VOLU_OPEN_DECAY, VOLU_CLOSE_AMP, VOLU_CLOSE_DECAY = (
