@@ -22,8 +22,9 @@ policy, as implemented:
   long, E·(1 − pt·σ) for a short; against it: stop at E·(1 − sl·σ) / E·(1 + sl·σ).
 * **Path.** The bars from the entry bar itself through the vertical bar, in order.
   ``touch="close"``: the first bar whose close is at or beyond a barrier; exit at *that close*.
-  ``touch="high_low"``: the bar's high and low are tested; exit at *the barrier price* (also
-  when the bar opened beyond it). A bar touching both exits at the stop, in either mode.
+  ``touch="high_low"``: the bar's high and low are tested; exit at *the barrier price*, or at
+  the bar's open when it opened beyond the barrier (a gap through a stop fills worse than the
+  stop, through a take-profit better). A bar touching both exits at the stop, in either mode.
 * **Vertical barrier** at V = entry time (the entry bar's start) + horizon minutes. The vertical
   bar is the last bar of the session whose close (its start + 1 minute) is at or before V; exit
   at its close. With every minute present a signal at t is held over bars t+1 … t+horizon, the
@@ -622,7 +623,7 @@ def _simulate(
         take = fill * (1.0 + d * profit_take * vol)
         stop = fill * (1.0 - d * stop_loss * vol)
         x, px, why = _exit(
-            high, low, close, ts_ns, segment_end[e], e, d, take, stop, horizon_ns, high_low
+            open_, high, low, close, ts_ns, segment_end[e], e, d, take, stop, horizon_ns, high_low
         )
         signal[k], entry[k], exit_[k], side[k], price[k], reason[k] = i, e, x, d, px, why
         gross[k] = d * (px / fill - 1.0)
@@ -634,6 +635,7 @@ def _simulate(
 
 @njit(cache=True)
 def _exit(
+    open_: np.ndarray,
     high: np.ndarray,
     low: np.ndarray,
     close: np.ndarray,
@@ -655,8 +657,13 @@ def _exit(
         hit_stop = lo <= stop if d > 0 else hi >= stop
         hit_take = hi >= take if d > 0 else lo <= take
         if hit_stop or hit_take:  # the stop first when a bar touches both
+            why = _STOP if hit_stop else _TAKE
+            if not high_low:
+                return j, close[j], why
             level = stop if hit_stop else take
-            return j, (level if high_low else close[j]), (_STOP if hit_stop else _TAKE)
+            below = (d > 0) == hit_stop  # the barrier is below the entry price
+            gapped = open_[j] < level if below else open_[j] > level
+            return j, (open_[j] if gapped else level), why
         if j == last:
             early = ts_ns[j] + _NS_PER_MINUTE < closes_by
             return j, close[j], (_SESSION if early else _VERTICAL)

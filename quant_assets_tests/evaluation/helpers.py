@@ -161,6 +161,15 @@ def _walk_ticker(
     return out
 
 
+def _barrier_fill(pos: dict, d: dict[str, list], r: int, which: str) -> float:
+    """The barrier price, or bar r's open when the bar opened beyond the barrier."""
+    level, opened = pos[which], d["open"][r]
+    long_stop_or_short_take = (pos["side"] > 0) == (which == "stop")
+    if long_stop_or_short_take:
+        return min(level, opened)
+    return max(level, opened)
+
+
 def _exit_now(
     pos: dict, d: dict[str, list], r: int, nxt: int | None, next_in_session: bool, high_low: bool
 ) -> tuple[float, str] | None:
@@ -172,9 +181,9 @@ def _exit_now(
     else:
         hit_stop, hit_take = hi >= pos["stop"], lo <= pos["take"]
     if hit_stop:  # stop first
-        return (pos["stop"] if high_low else d["close"][r]), "stop_loss"
+        return (_barrier_fill(pos, d, r, "stop") if high_low else d["close"][r]), "stop_loss"
     if hit_take:
-        return (pos["take"] if high_low else d["close"][r]), "take_profit"
+        return (_barrier_fill(pos, d, r, "take") if high_low else d["close"][r]), "take_profit"
     if not next_in_session:
         early = d["ts"][r] + MINUTE_NS < pos["deadline"]
         return d["close"][r], ("session_close" if early else "vertical")

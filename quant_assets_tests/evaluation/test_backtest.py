@@ -157,6 +157,15 @@ def test_short_hits_the_stop_at_the_barrier_price() -> None:
     assert trade["exit_ts"] == bars["ts"][3]
 
 
+def test_a_gap_through_a_barrier_fills_at_the_open() -> None:
+    """A bar opening beyond a barrier fills at its open: worse than a stop, better than a take."""
+    bars = hand_bars(DAY, [64, 64, 65, 70, 70], open=[64, 64, 64, 69.5, 70])
+    short = one_trade(bars, {0: SHORT}, touch="high_low")
+    assert (short["exit_reason"], short["exit_price"]) == ("stop_loss", 69.5)
+    long = one_trade(bars, {0: LONG}, touch="high_low")
+    assert (long["exit_reason"], long["exit_price"]) == ("take_profit", 69.5)
+
+
 def test_a_bar_touching_both_barriers_stops() -> None:
     bars = hand_bars(DAY, [64, 64, 64, 64], high=[64, 64, 69, 64], low=[64, 64, 59, 64])
     for signal in (LONG, SHORT):
