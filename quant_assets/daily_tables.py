@@ -1,41 +1,39 @@
 """Build and store the derived tables ``features`` and ``labels`` from adjusted bars.
 
-Both are computed per ticker over the days asked for, with enough earlier sessions read as
-history that every kept row is fully warmed up (features) or has its barrier volatility
-(labels); only the rows of the asked days are written. Upserts make re-runs idempotent.
+Both are computed per ticker over the days asked for, with enough of the ticker's earlier bars
+read as history — counted in bars, not sessions: a thin ticker needs many more sessions than a
+liquid one — that every row that can be is warmed up (features) or has its barrier volatility
+(labels); only the rows of the asked days are written. Upserts make re-runs idempotent, and a
+stored warm feature row is never replaced by a cold one (a run with less history at hand would
+otherwise undo an earlier, better one).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict
 
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from quant_assets.corporate_actions.adjusted_store import read_adjusted_bars
+from quant_assets.corporate_actions.adjusted_store import history_start, read_adjusted_bars
 from quant_assets.features.indicators import create_features
-from quant_assets.features.spec import FEATURE_SPEC, FEATURE_TABLE_COLUMNS
+from quant_assets.features.spec import FEATURE_SPEC, FEATURE_TABLE_COLUMNS, FeatureSpec
 from quant_assets.labels import LabelSpec, triple_barrier_labels
 from quant_assets.market import calendar
-from quant_assets.market.calendar import SESSION_MINUTES
 from quant_assets.market.frames import BAR_COLUMNS
-from quant_assets.storage.database import write_to_db
-
-
-def history_sessions(bars_needed: int) -> int:
-    """Whole sessions of history that hold ``bars_needed`` bars, plus one for missing minutes."""
-    return math.ceil(bars_needed / SESSION_MINUTES) + 1
+from quant_assets.storage.database import to_db_timestamp, to_utc, write_to_db
+from quant_assets.storage.schema import features as features_table
 
 
 def _bars_with_history(
     engine: Engine, ticker: str, days: Sequence[pd.Timestamp], bars_needed: int
 ) -> pd.DataFrame:
-    first = calendar.session_before(min(days), history_sessions(bars_needed))
-    start, _ = calendar.span_of_days(first, first)
+    """The ticker's adjusted bars on ``days`` and the ``bars_needed`` bars before them."""
+    first, _ = calendar.span_of_days(min(days), min(days))
     _, end = calendar.span_of_days(max(days), max(days))
+    start = history_start(engine, ticker, first, bars_needed)
     return read_adjusted_bars(engine, [ticker], start, end)[list(BAR_COLUMNS)]
 
 
@@ -44,17 +42,43 @@ def _on_days(frame: pd.DataFrame, days: Sequence[pd.Timestamp]) -> pd.DataFrame:
     return frame[calendar.session_labels(frame["ts"]).isin(wanted)].reset_index(drop=True)
 
 
-def build_features(engine: Engine, ticker: str, days: Sequence[pd.Timestamp]) -> pd.DataFrame:
-    """Features of one ticker's adjusted bars on ``days`` (warmed up from earlier sessions)."""
-    bars = _bars_with_history(engine, ticker, days, FEATURE_SPEC.warmup_bars)
+def build_features(
+    engine: Engine, ticker: str, days: Sequence[pd.Timestamp], spec: FeatureSpec = FEATURE_SPEC
+) -> pd.DataFrame:
+    """Features of one ticker's adjusted bars on ``days`` (warmed up from its earlier bars)."""
+    bars = _bars_with_history(engine, ticker, days, spec.warmup_bars)
     if bars.empty:
         return pd.DataFrame(columns=list(FEATURE_TABLE_COLUMNS))
-    return _on_days(create_features(bars)[list(FEATURE_TABLE_COLUMNS)], days)
+    return _on_days(create_features(bars, spec)[list(FEATURE_TABLE_COLUMNS)], days)
 
 
-def write_features(frame: pd.DataFrame, engine: Engine) -> int:
-    """Upsert feature rows (tagged with the feature spec's version)."""
-    return write_to_db(frame.assign(feature_version=FEATURE_SPEC.version), "features", engine)
+def write_features(frame: pd.DataFrame, engine: Engine, spec: FeatureSpec = FEATURE_SPEC) -> int:
+    """Upsert feature rows (tagged with the feature spec's version); a stored warm row is never
+    replaced by a cold one."""
+    fresh = frame[~_cold_over_warm(frame, engine)]
+    return write_to_db(fresh.assign(feature_version=spec.version), "features", engine)
+
+
+def _cold_over_warm(frame: pd.DataFrame, engine: Engine) -> pd.Series:
+    """Rows of ``frame`` that are cold where the stored row of the same key is warm."""
+    cold = ~frame["warm"].astype(bool) if len(frame) else pd.Series(False, index=frame.index)
+    if not cold.any():
+        return cold
+    t = features_table
+    ts = pd.to_datetime(frame["ts"], utc=True)
+    query = select(t.c.ticker, t.c.ts).where(
+        t.c.ticker.in_(sorted(set(frame.loc[cold, "ticker"].astype(str)))),
+        t.c.ts >= to_db_timestamp(ts[cold].min(), engine),
+        t.c.ts <= to_db_timestamp(ts[cold].max(), engine),
+        t.c.warm.is_(True),
+    )
+    with engine.connect() as conn:
+        warm = pd.DataFrame(conn.execute(query).fetchall(), columns=["ticker", "ts"])
+    if warm.empty:
+        return pd.Series(False, index=frame.index)
+    stored = pd.MultiIndex.from_arrays([warm["ticker"].astype(str), to_utc(warm["ts"])])
+    keys = pd.MultiIndex.from_arrays([frame["ticker"].astype(str), ts])
+    return cold & pd.Series(keys.isin(stored), index=frame.index)
 
 
 def build_labels(
@@ -63,9 +87,9 @@ def build_labels(
     """Triple-barrier labels of one ticker's adjusted bars on ``days``.
 
     Only completed sessions should be passed: the vertical barrier of a live session's last
-    bars could still move (see ``labels.triple_barrier_labels``).
+    minutes could still move (see ``labels.triple_barrier_labels``).
     """
-    bars = _bars_with_history(engine, ticker, days, spec.vol_span)
+    bars = _bars_with_history(engine, ticker, days, spec.history_bars)
     if bars.empty:
         return pd.DataFrame(columns=["ticker", "ts", "label", "t1", "ret", "sigma"])
     return _on_days(triple_barrier_labels(bars, spec), days)

@@ -4,21 +4,24 @@ The contract of ``triple_barrier_labels`` (bars of one or many tickers):
 
 * **Volatility.** σ at entry bar t comes from ``barrier_volatility``: the EWM standard deviation
   (pandas ``ewm(span).std()``, bias-corrected) of the ticker's past bar-to-bar log returns up to
-  and including t's own return, times ``sqrt(horizon)``. Overnight returns (a session's first
-  bar) are left out: the barriers live inside a session. It uses no bar after t. Any σ can be
+  and including t's own return, each divided by √(its minutes) so that a return over a pause of
+  k minutes counts as k one-minute returns would, times ``sqrt(horizon)`` (minutes). With every
+  minute present this is the plain per-bar figure. Overnight returns (a session's first bar)
+  are left out: the barriers live inside a session. It uses no bar after t. Any σ can be
   passed instead (a column name or an array), so the labelling core can be checked on its own.
   A row whose σ is NaN, infinite or ≤ 0 gets no label.
 * **Barriers.** p0 = close[t]; upper = p0 · (1 + profit_take · σ); lower = p0 · (1 − stop_loss · σ).
-* **Path.** Bars t+1 … min(t + horizon, last bar of t's session) are scanned in order; the
-  horizon is counted in *bars* of the same ticker and session (a missing minute is skipped,
-  like the features do), and a session is never crossed. With ``touch="close"`` (default) the
-  first bar whose close ≥ upper gives +1, whose close ≤ lower gives −1. With
-  ``touch="high_low"`` the bar's high is tested against upper and its low against lower. A bar
-  meeting both gives −1 (stop first, the conservative rule) in either mode.
+* **Path.** The bars after t up to ``horizon`` *minutes* after t (wall clock: the bars starting
+  at or before ts[t] + horizon, the usual definition), and never past t's session, are scanned
+  in order. A thin ticker's horizon holds fewer bars than a liquid one's, but the same time.
+  With ``touch="close"`` (default) the first bar whose close ≥ upper gives +1, whose close ≤
+  lower gives −1. With ``touch="high_low"`` the bar's high is tested against upper and its low
+  against lower. A bar meeting both gives −1 (stop first, the conservative rule) in either mode.
 * **Vertical barrier.** No touch by the last scanned bar: label 0 there.
-* **Unlabelled** (label <NA>, t1 NaT, ret NaN): the last bar of each session (no bar after it
-  in the session), and rows without a usable σ. The frame is taken to hold whole sessions: for
-  a session still in progress, the vertical barrier of its last ``horizon`` bars could still
+* **Unlabelled** (label <NA>, t1 NaT, ret NaN): a bar with no later bar in its horizon and
+  session (the session's last bar; a thin ticker's bar followed by a pause longer than the
+  horizon), and rows without a usable σ. The frame is taken to hold whole sessions: for a
+  session still in progress, the vertical barrier of its last ``horizon`` minutes could still
   move, so label completed sessions only.
 * **Output**, same index and order as ``bars``: ticker, ts, ``label`` (pandas nullable Int8:
   −1/0/+1/<NA>), ``t1`` (ts of the touching or vertical-barrier bar), ``ret`` (close[t1]/p0 − 1)
@@ -47,13 +50,14 @@ Touch = Literal["close", "high_low"]
 TOUCH_MODES: tuple[str, ...] = ("close", "high_low")
 LABEL_COLUMNS: tuple[str, ...] = ("ticker", "ts", "label", "t1", "ret", "sigma")
 _NS_PER_DAY = 86_400_000_000_000
+_NS_PER_MINUTE = 60_000_000_000
 
 
 @dataclass(frozen=True)
 class LabelSpec:
     """Triple-barrier parameters; model bundles carry it. Invalid values raise ValueError."""
 
-    horizon: int = 30
+    horizon: int = 30  # minutes (wall clock) to the vertical barrier
     profit_take: float = 1.0
     stop_loss: float = 1.0
     vol_span: int = 100
@@ -61,9 +65,9 @@ class LabelSpec:
 
     def __post_init__(self) -> None:
         if isinstance(self.horizon, bool) or int(self.horizon) != self.horizon:
-            raise ValueError(f"horizon must be an integer number of bars, got {self.horizon!r}")
+            raise ValueError(f"horizon must be a whole number of minutes, got {self.horizon!r}")
         if self.horizon < 1:
-            raise ValueError(f"horizon must be >= 1 bar, got {self.horizon}")
+            raise ValueError(f"horizon must be >= 1 minute, got {self.horizon}")
         for name in ("profit_take", "stop_loss"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
@@ -74,6 +78,12 @@ class LabelSpec:
             raise ValueError(f"vol_span must be >= 1, got {self.vol_span}")
         if self.touch not in TOUCH_MODES:
             raise ValueError(f"touch must be one of {TOUCH_MODES}, got {self.touch!r}")
+
+    @property
+    def history_bars(self) -> int:
+        """Bars of a ticker's history before a row that make its σ equal the unlimited-history
+        σ to ~1e-9 (the EWM weights of older returns sum to e^-20)."""
+        return 10 * (self.vol_span + 1)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for a model bundle."""
@@ -94,10 +104,12 @@ class LabelSpec:
 def barrier_volatility(
     bars: pd.DataFrame, span: int, horizon: int, *, min_periods: int | None = None
 ) -> pd.Series:
-    """σ per bar for the barriers: EWM sd of past intraday bar log returns × sqrt(horizon).
+    """σ per bar for the barriers: EWM sd of past intraday per-minute log returns ×
+    sqrt(horizon minutes).
 
-    Per ticker, across sessions, without the overnight return; NaN until ``min_periods``
-    (default ``span``) returns have been seen. Same index as ``bars``; uses no later bar.
+    Per ticker, across sessions, without the overnight return; a return over k minutes is scaled
+    by 1/√k. NaN until ``min_periods`` (default ``span``) returns have been seen. Same index as
+    ``bars``; uses no later bar.
     """
     LabelSpec(horizon=horizon, vol_span=span)  # same validation as the labeller's
     ordered = _Ordered.of(bars, need_high_low=False)
@@ -110,7 +122,8 @@ def barrier_volatility(
 def _barrier_volatility(ordered: _Ordered, span: int, horizon: int, min_periods: int) -> np.ndarray:
     """barrier_volatility on already ordered bars; result in the ordered row order."""
     log_close = np.log(ordered.close)
-    ret = np.r_[np.nan, np.diff(log_close)]
+    minutes = np.r_[1.0, np.diff(ordered.ts_ns) / _NS_PER_MINUTE]
+    ret = np.r_[np.nan, np.diff(log_close)] / np.sqrt(np.maximum(minutes, 1.0))
     ret[ordered.segment_start] = np.nan  # new ticker or new session: no intraday return
     sigma = np.full(ordered.n, np.nan)
     for lo, hi in ordered.ticker_bounds():
@@ -152,12 +165,13 @@ def triple_barrier_labels(
             raise ValueError(f"sigma must have one value per bar ({ordered.n}), got {sig.shape}")
 
     label, end, ret = _scan_barriers(
+        ordered.ts_ns,
         ordered.close,
         ordered.high,
         ordered.low,
         sig[ordered.order],
         ordered.segment_end,
-        int(spec.horizon),
+        int(spec.horizon) * _NS_PER_MINUTE,
         float(spec.profit_take),
         float(spec.stop_loss),
         spec.touch == "high_low",
@@ -181,12 +195,13 @@ def triple_barrier_labels(
 
 @njit(cache=True)
 def _scan_barriers(
+    ts_ns: np.ndarray,
     close: np.ndarray,
     high: np.ndarray,
     low: np.ndarray,
     sigma: np.ndarray,
     segment_end: np.ndarray,
-    horizon: int,
+    horizon_ns: int,
     profit_take: float,
     stop_loss: float,
     high_low: bool,
@@ -196,9 +211,12 @@ def _scan_barriers(
     label = np.zeros(n, dtype=np.int8)
     end = np.full(n, -1, dtype=np.int64)
     ret = np.full(n, np.nan)
+    last = -1  # the last bar inside row i's horizon and session; never moves back in a segment
     for i in range(n):
+        last = max(last, i)
+        while last + 1 <= segment_end[i] and ts_ns[last + 1] <= ts_ns[i] + horizon_ns:
+            last += 1
         s = sigma[i]
-        last = min(i + horizon, segment_end[i])
         if not (s > 0.0 and s < np.inf) or last <= i:
             continue
         p0 = close[i]

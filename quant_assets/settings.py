@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     files_dir: Path | None = None
     files_tz: str = "UTC"  # the zone of naive timestamps in the files
     files_ts_label: Literal["start", "end"] = "start"  # a row is stamped at its bar's start/end
+    # raw_bars' completeness check: None judges each session against the ticker's own typical
+    # share of minutes (market/coverage.py); a number is a fixed share of the session's minutes
+    # (0.98 suits liquid tickers only).
+    completeness_floor: float | None = Field(None, gt=0, le=1)
     poll_interval_s: float = Field(30.0, gt=0)
     poll_jitter_s: float = Field(3.0, ge=0)
     partitions_start: date = date(2026, 1, 2)

@@ -354,6 +354,26 @@ def read_adjusted_bars(
     return frame[list(BAR_COLUMNS)].reset_index(drop=True)
 
 
+def history_start(engine: Engine, ticker: str, before: pd.Timestamp, bars: int) -> pd.Timestamp:
+    """The start of the ``bars`` adjusted bars of ``ticker`` just before ``before`` (its first
+    bar when it has fewer; ``before`` itself when none): history counted in bars, not sessions."""
+    t = adjusted_bars
+    earlier = t.c.ts < to_db_timestamp(before, engine)
+    nth = (
+        select(t.c.ts)
+        .where(t.c.ticker == ticker, earlier)
+        .order_by(t.c.ts.desc())
+        .offset(max(bars - 1, 0))
+        .limit(1)
+    )
+    first = select(func.min(t.c.ts)).where(t.c.ticker == ticker, earlier)
+    with engine.connect() as conn:
+        found = conn.execute(nth).scalar() if bars > 0 else None
+        if found is None:
+            found = conn.execute(first).scalar()
+    return before if found is None else to_utc(pd.Series([found], dtype="object")).iloc[0]
+
+
 def read_session_boundaries(engine: Engine, tickers: Sequence[str]) -> pd.DataFrame:
     """Per ticker and session, first and last adjusted close (for the jump check)."""
     t = adjusted_bars

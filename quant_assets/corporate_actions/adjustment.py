@@ -63,6 +63,7 @@ from quant_assets.corporate_actions.ledger import (
     normalize_ledger,
 )
 from quant_assets.market import calendar
+from quant_assets.market.coverage import MAX_GAP_SESSIONS
 from quant_assets.market.frames import BAR_COLUMNS, PRICE_COLUMNS
 
 ADJUSTED_COLUMNS: tuple[str, ...] = (
@@ -257,7 +258,11 @@ def adjust_bars(
     """Adjusted bars: raw × cumulative factors (pure; ``ADJUSTED_COLUMNS``)."""
     built_at = pd.Timestamp(built_at if built_at is not None else pd.Timestamp.now(tz="UTC"))
     frame = bars.loc[:, list(BAR_COLUMNS)].sort_values(["ticker", "ts"], ignore_index=True)
-    sessions = calendar.session_labels(frame["ts"]) if len(frame) else pd.Series([], "M8[ns]")
+    sessions = (
+        calendar.session_labels(frame["ts"])
+        if len(frame)
+        else pd.Series([], dtype="datetime64[ns]")
+    )
     factors = cumulative_factors(sessions, applied)
     out = pd.DataFrame(
         {
@@ -335,15 +340,22 @@ def find_unexplained_jumps(
     min_jump: float = MIN_JUMP_LOG,
     ledger: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Session opens whose adjusted close-to-close log return is an outlier (pure).
+    """Session opens whose adjusted close-to-close log return is an outlier, or crosses a hole
+    (pure).
 
     ``boundaries``: ticker, session, first_close, last_close (see ``session_boundaries``). The
     return across the open of session s is log(first_close[s] / last_close[s − 1]). The scale is
-    the robust (MAD) standard deviation of that ticker's session-open returns; a return is
-    flagged when |r| > max(k × scale, min_jump). ``ledger`` (optional) annotates flagged dates
-    that carry an action (then the factor is wrong rather than missing).
+    the robust (MAD) standard deviation of that ticker's session-open returns over consecutive
+    sessions; a return is flagged when |r| > max(k × scale, min_jump). A return across a hole of
+    more than ``MAX_GAP_SESSIONS`` sessions cannot be judged against an overnight scale (a
+    split in the hole and months of drift look alike): it is always listed, with
+    ``sessions_skipped`` > 0 — the caller decides what it weighs. ``ledger`` (optional)
+    annotates flagged dates that carry an action (then the factor is wrong rather than missing).
     """
-    columns = ["ticker", "session", "log_return", "threshold", "scale", "ledger_action"]
+    columns = [
+        "ticker", "session", "log_return", "threshold", "scale", "sessions_skipped",
+        "ledger_action",
+    ]  # fmt: skip
     rows = []
     for ticker, group in boundaries.sort_values(["ticker", "session"]).groupby("ticker"):
         first = group["first_close"].to_numpy(dtype="float64")
@@ -352,11 +364,14 @@ def find_unexplained_jumps(
             continue
         r = np.log(first[1:] / last[:-1])
         days = pd.to_datetime(group["session"]).to_numpy()[1:]
+        skipped = _sessions_between(pd.DatetimeIndex(pd.to_datetime(group["session"])))
+        across = skipped > MAX_GAP_SESSIONS
         scale = math.nan
-        if len(r) >= MIN_SCALE_RETURNS:
-            scale = MAD_TO_SD * float(np.median(np.abs(r - np.median(r))))
+        if (~across).sum() >= MIN_SCALE_RETURNS:
+            inside = r[~across]
+            scale = MAD_TO_SD * float(np.median(np.abs(inside - np.median(inside))))
         threshold = max(k * scale, min_jump) if not math.isnan(scale) else min_jump
-        for i in np.flatnonzero(np.abs(r) > threshold):
+        for i in np.flatnonzero((np.abs(r) > threshold) | across):
             day = pd.Timestamp(days[i])
             note = ""
             if ledger is not None and len(ledger):
@@ -364,7 +379,15 @@ def find_unexplained_jumps(
                 note = "; ".join(
                     describe_action(h.ex_date, h.action, h.value) for h in hits.itertuples()
                 )
-            rows.append([ticker, day, float(r[i]), threshold, scale, note])
+            gap = int(skipped[i]) if across[i] else 0
+            rows.append([ticker, day, float(r[i]), threshold, scale, gap, note])
     frame = pd.DataFrame(rows, columns=columns)
     frame["session"] = pd.to_datetime(frame["session"]).astype("datetime64[ns]")
+    frame["sessions_skipped"] = frame["sessions_skipped"].astype("int64")
     return frame
+
+
+def _sessions_between(days: pd.DatetimeIndex) -> np.ndarray:
+    """Calendar sessions strictly between each pair of consecutive ``days``."""
+    position = np.searchsorted(calendar.exchange_calendar().sessions, days)
+    return np.diff(position) - 1

@@ -49,6 +49,7 @@ from quant_assets.defs.partitions import (
 )
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.market import calendar
+from quant_assets.market.coverage import MAX_GAP_SESSIONS
 
 GROUP = "corporate_actions"
 CHECK_LEDGER_VALID = "ledger_valid"
@@ -115,7 +116,8 @@ def corporate_actions(
             asset="adjusted_bars",
             description=(
                 f"No session-open log return of adjusted closes above max({JUMP_K:g} robust "
-                f"SDs, {MIN_JUMP_LOG:g}): the artefact of a missed or wrong split."
+                f"SDs, {MIN_JUMP_LOG:g}): the artefact of a missed or wrong split. Moves across "
+                f"a hole of more than {MAX_GAP_SESSIONS} sessions are listed as a warning."
             ),
         )
     ],
@@ -144,6 +146,13 @@ def adjusted_bars(
     jumps = find_unexplained_jumps(boundaries, ledger=read_corporate_actions(engine, tickers))
     for j in jumps.itertuples():
         note = f" — ledger has {j.ledger_action} there" if j.ledger_action else ""
+        if j.sessions_skipped:
+            context.log.warning(
+                f"{j.ticker}: move {j.log_return:+.3f} (log) across a hole of "
+                f"{j.sessions_skipped} sessions before {j.session.date()}{note}: check that no "
+                "split or dividend is missing there"
+            )
+            continue
         context.log.error(
             f"{j.ticker}: unexplained jump {j.log_return:+.3f} (log) at the open of "
             f"{j.session.date()} (threshold {j.threshold:.3f}){note}"
@@ -336,17 +345,24 @@ def _build_metadata(builds: list[TickerBuild], database: str) -> dict[str, dg.Me
 
 
 def _jump_check(jumps: pd.DataFrame, boundaries: pd.DataFrame) -> dg.AssetCheckResult:
+    """ERROR on an unexplained jump; WARN when only moves across holes are listed."""
+    across = jumps["sessions_skipped"] > 0
     listed = [
         f"{j.ticker} {j.session.date()}: {j.log_return:+.4f} > {j.threshold:.4f}"
         + (f" ({j.ledger_action})" if j.ledger_action else "")
-        for j in jumps.head(MAX_LISTED).itertuples()
+        for j in jumps[~across].head(MAX_LISTED).itertuples()
+    ]
+    holes = [
+        f"{j.ticker} {j.session.date()}: {j.log_return:+.4f} after {j.sessions_skipped} sessions"
+        for j in jumps[across].head(MAX_LISTED).itertuples()
     ]
     return dg.AssetCheckResult(
         check_name=CHECK_NO_JUMP,
         passed=jumps.empty,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=dg.AssetCheckSeverity.WARN if across.all() else dg.AssetCheckSeverity.ERROR,
         metadata={
             "jumps": dg.MetadataValue.json(listed),
+            "moves_across_holes": dg.MetadataValue.json(holes),
             "session_opens_checked": dg.MetadataValue.int(
                 max(0, len(boundaries) - boundaries["ticker"].nunique())
             ),

@@ -32,7 +32,9 @@ CHECK_LABELS = "labels_consistent"
     description=(
         "create_features() of the total-return adjusted bars (pandas-ta RSI, MACD, EMAs, "
         "Bollinger bands, realized vol, time of day, lagged returns), table features. Each "
-        "session is warmed up from earlier sessions of the same ticker; no lookahead."
+        "session is warmed up from the ticker's earlier bars (counted in bars, so a thin ticker "
+        "reaches back further); a hole of more than a week of sessions restarts the series; "
+        "no lookahead."
     ),
     check_specs=[
         dg.AssetCheckSpec(
@@ -86,8 +88,9 @@ LabelsConfig = config_class("LabelsConfig", LabelSpec)
     kinds={"sql", "numba"},
     description=(
         "Triple-barrier labels (-1 down / 0 neutral / +1 up) of the adjusted bars, table labels. "
-        "Barriers at ±σ·k from an EWM volatility of past returns; the vertical barrier within "
-        "the session gives 0. Sessions still in progress are skipped."
+        "Barriers at ±σ·k from an EWM volatility of past per-minute returns; the vertical "
+        "barrier, horizon minutes (wall clock) later and within the session, gives 0. Sessions "
+        "still in progress are skipped."
     ),
     check_specs=[
         dg.AssetCheckSpec(

@@ -45,15 +45,24 @@ from quant_assets.defs.partitions import day_ticker_key, day_ticker_partitions, 
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.ingestion import backfill_queue as queue
 from quant_assets.ingestion.backfill_queue import GapEntry
-from quant_assets.ingestion.sessions import SessionIngest, ingest_sessions
+from quant_assets.ingestion.sessions import SessionIngest, ingest_sessions, session_summary
 from quant_assets.market import calendar
+from quant_assets.market.coverage import (
+    RELATIVE_COMPLETENESS,
+    TickerCoverage,
+    incomplete_sessions,
+    summarize_sessions,
+    ticker_coverage,
+)
 from quant_assets.market.sources import MarketSource
+from quant_assets.storage.bars import read_bars
 from quant_assets.storage.database import DatabaseUnavailableError, to_db_timestamp
 from quant_assets.storage.schema import price_data
 
 log = logging.getLogger(__name__)
 
-COMPLETENESS_THRESHOLD = 0.98  # share of calendar minutes with a bar; no-trade minutes exist
+REFERENCE_SESSIONS = 20  # stored sessions before a run that set a ticker's typical coverage
+WORST_LISTED = 10
 
 CHECK_DUPLICATES = "no_duplicate_bars"
 CHECK_OHLC = "ohlc_sanity"
@@ -84,7 +93,12 @@ CHECK_COMPLETENESS = "complete_against_calendar"
         dg.AssetCheckSpec(
             CHECK_COMPLETENESS,
             asset="raw_bars",
-            description=f"≥ {COMPLETENESS_THRESHOLD:.0%} of session minutes stored.",
+            description=(
+                f"Every session has ≥ {RELATIVE_COMPLETENESS:.0%} of the ticker's typical share "
+                "of minutes (its median over this run and the "
+                f"{REFERENCE_SESSIONS} sessions before), or QUANT_COMPLETENESS_FLOOR of all "
+                "minutes when that is set."
+            ),
         ),
     ],
 )
@@ -109,8 +123,14 @@ def raw_bars(
             f"over {len(days)} partitions, {result.rows_changed} new or changed"
         )
     span = _span(reports)
+    summary = session_summary(reports)
+    coverage = ticker_coverage(summary)
+    for cov in coverage:
+        if cov.holes or cov.truncated:
+            context.log.warning(cov.describe())
+    metadata = _metadata(reports, changed, reasons, source.name, database.describe())
     return dg.MaterializeResult(
-        metadata=_metadata(reports, changed, reasons, source.name, database.describe()),
+        metadata=metadata | _coverage_metadata(coverage),
         check_results=[
             dg.AssetCheckResult(
                 check_name=CHECK_DUPLICATES,
@@ -118,7 +138,7 @@ def raw_bars(
                 metadata={"conflicting_rows": reasons.get("duplicate", 0)},
             ),
             _ohlc_check(engine, list(by_ticker), span),
-            _completeness_check(reports),
+            _completeness_check(engine, summary, market.settings().completeness_floor),
         ],
     )
 
@@ -198,23 +218,62 @@ def _ohlc_check(
     )
 
 
-def _completeness_check(reports: list[SessionIngest]) -> dg.AssetCheckResult:
-    expected = sum(r.expected_minutes for r in reports)
-    rows = sum(r.rows for r in reports)
-    share = rows / expected if expected else 1.0
-    worst = sorted(reports, key=lambda r: -r.missing_minutes)[:5]
+def _coverage_metadata(coverage: list[TickerCoverage]) -> dict[str, dg.MetadataValue]:
+    flagged = {c.ticker: c.to_dict() for c in coverage if c.holes or c.truncated}
+    return {
+        "holes": dg.MetadataValue.int(sum(len(c.holes) for c in coverage)),
+        "series_breaks": dg.MetadataValue.int(sum(len(c.series_breaks) for c in coverage)),
+        "truncated_sessions": dg.MetadataValue.int(sum(len(c.truncated) for c in coverage)),
+        "coverage": dg.MetadataValue.json(flagged),
+    }
+
+
+def _completeness_check(
+    engine: Engine, summary: pd.DataFrame, floor: float | None
+) -> dg.AssetCheckResult:
+    reference = _reference_summary(engine, summary) if floor is None else None
+    flagged = incomplete_sessions(summary, reference, floor)
+    worst = flagged.sort_values("share").head(WORST_LISTED)
     return dg.AssetCheckResult(
         check_name=CHECK_COMPLETENESS,
-        passed=share >= COMPLETENESS_THRESHOLD,
+        passed=flagged.empty,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "share_complete": dg.MetadataValue.float(share),
-            "missing_minutes": dg.MetadataValue.int(expected - rows),
+            "rule": dg.MetadataValue.text(
+                f"fixed floor {floor:.0%} of minutes"
+                if floor is not None
+                else f"{RELATIVE_COMPLETENESS:.0%} of the ticker's typical share"
+            ),
+            "incomplete_sessions": dg.MetadataValue.int(len(flagged)),
+            "share_complete": dg.MetadataValue.float(
+                float(summary["bars"].sum() / max(_minutes(summary), 1))
+            ),
             "worst_partitions": dg.MetadataValue.json(
-                [f"{r.day.date()}|{r.ticker}: {r.missing_minutes}" for r in worst]
+                [
+                    f"{r.session.date()}|{r.ticker}: {r.share:.0%} of minutes "
+                    f"(expected ≥ {r.expected:.0%})"
+                    for r in worst.itertuples()
+                ]
             ),
         },
     )
+
+
+def _reference_summary(engine: Engine, summary: pd.DataFrame) -> pd.DataFrame | None:
+    """The session summary of the ``REFERENCE_SESSIONS`` stored sessions before the run's."""
+    if summary.empty:
+        return None
+    first = summary["session"].min()
+    days = calendar.sessions(
+        calendar.session_before(first, REFERENCE_SESSIONS), calendar.session_before(first, 1)
+    )
+    tickers = sorted(summary["ticker"].unique())
+    earlier = read_bars(engine, tickers, *calendar.span_of_days(days[0], days[-1]))
+    return summarize_sessions(earlier, tickers, list(days))
+
+
+def _minutes(summary: pd.DataFrame) -> int:
+    return sum(len(calendar.session_minutes(d)) for d in summary["session"])
 
 
 ingest_raw_bars_job = dg.define_asset_job(

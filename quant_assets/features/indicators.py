@@ -15,7 +15,12 @@ Rules (the contract):
   gives (25/27)^390 ≈ 1e-13, so features computed from 390 bars of history equal those from
   unlimited history to ~1e-10 (RSI on its 0-100 scale), and every finite window (≤ 34 bars)
   and lag (≤ 30 minutes) lies inside that history. The ``warm`` column says whether a row had
-  that much history in the frame given.
+  that much history in the frame given. Warm-up is counted in *bars of the ticker*, not in
+  sessions: a thin ticker (a trade in 16 % of the minutes) needs about six sessions of history.
+* **Holes.** More than ``spec.max_gap_sessions`` whole sessions without a bar (a data outage, a
+  suspension) break a ticker's series: everything after the hole is computed as if the ticker
+  started there (indicators, lag returns, warm-up), so nothing bridges the hole and no window
+  built on warm rows spans it.
 * **Minutes without a bar** (no trade, or not fetched): *skipped* by the indicators. RSI, MACD,
   EMAs, Bollinger bands, realized volatility and the volume ratio run over the bars that exist
   (bar time), i.e. "EMA-12" is over the last 12 bars. Forward-filling was rejected: for thin
@@ -55,8 +60,8 @@ from quant_assets.features.spec import (
     BB_LENGTH,
     BB_STD,
     EMA_LENGTHS,
+    FEATURE_SPEC,
     FEATURE_TABLE_COLUMNS,
-    FEATURE_WARMUP_BARS,
     LAG_MINUTES,
     MACD_FAST,
     MACD_SIGNAL,
@@ -66,8 +71,14 @@ from quant_assets.features.spec import (
     RSI_LENGTH,
     TIME_COLUMNS,
     VOLUME_MEAN_BARS,
+    FeatureSpec,
 )
-from quant_assets.market.calendar import MARKET_TZ, SESSION_MINUTES, SESSION_OPEN_MINUTE
+from quant_assets.market.calendar import (
+    MARKET_TZ,
+    SESSION_MINUTES,
+    SESSION_OPEN_MINUTE,
+    exchange_calendar,
+)
 
 # pandas-ta returns None for a series shorter than these; rows before (minimum - 1) are masked.
 _MIN_BARS = {
@@ -96,13 +107,14 @@ _FLOAT_COLUMNS: tuple[str, ...] = tuple(
 _ROW = {c: k for k, c in enumerate(_FLOAT_COLUMNS)}
 
 
-def create_features(bars: pd.DataFrame) -> pd.DataFrame:
+def create_features(bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC) -> pd.DataFrame:
     """Features of every bar; one output row per input row, same order and index.
 
     Columns: ``FEATURE_TABLE_COLUMNS`` (ticker, ts, the raw indicators, the New York time
     fields, the scale-free model inputs of ``FEATURE_SPEC`` and ``warm``). Input rows may come
     in any order and mix tickers; (ticker, ts) must be unique and close finite and positive.
-    See the module docstring for warm-up, missing minutes and lookahead.
+    ``spec`` gives the warm-up and the hole rule (training and live scoring pass the same one:
+    the bundle's). See the module docstring for warm-up, holes, missing minutes and lookahead.
     """
     missing = [c for c in _REQUIRED if c not in bars.columns]
     if missing:
@@ -130,7 +142,8 @@ def create_features(bars: pd.DataFrame) -> pd.DataFrame:
     new_ticker = np.r_[True, s_codes[1:] != s_codes[:-1]] if n else np.zeros(0, dtype=bool)
     if (~new_ticker & (np.r_[1, np.diff(s_ts)] == 0)).any():
         raise ValueError("bars have duplicate (ticker, ts) rows")
-    starts = np.flatnonzero(new_ticker)
+    new_series = new_ticker | _after_hole(s_ts, spec.max_gap_sessions)
+    starts = np.flatnonzero(new_series)
     ends = np.r_[starts[1:], n][: starts.size]
 
     # Every row of every column is written below (NaN where undefined): no need to pre-fill.
@@ -139,7 +152,7 @@ def create_features(bars: pd.DataFrame) -> pd.DataFrame:
     for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
         rows: slice | np.ndarray = slice(lo, hi) if in_order else order[lo:hi]
         _ticker_features(block, rows, s_ts[lo:hi], close[rows], volume[rows])
-        warm[rows] = np.arange(hi - lo) >= FEATURE_WARMUP_BARS
+        warm[rows] = np.arange(hi - lo) >= spec.warmup_bars
 
     # Scale-free forms for the models (raw price levels stay in the table only).
     for name in ("macd", "macd_signal", "macd_hist"):
@@ -156,6 +169,17 @@ def create_features(bars: pd.DataFrame) -> pd.DataFrame:
         frame.insert(2 + len(RAW_INDICATOR_COLUMNS) + k, name, int_time[name])
     frame.insert(frame.shape[1], "warm", warm)
     return frame
+
+
+def _after_hole(ts_ns: np.ndarray, max_gap_sessions: int | None) -> np.ndarray:
+    """True at a bar that follows more than ``max_gap_sessions`` whole sessions without one."""
+    if max_gap_sessions is None or ts_ns.size < 2:
+        return np.zeros(ts_ns.size, dtype=bool)
+    local = pd.DatetimeIndex(ts_ns.view("datetime64[ns]"), tz="UTC").tz_convert(MARKET_TZ)
+    days = local.tz_localize(None).normalize()
+    position = np.searchsorted(exchange_calendar().sessions.asi8, days.asi8)
+    skipped = np.r_[0, np.diff(position) - 1]  # whole sessions between consecutive bars
+    return skipped > max_gap_sessions
 
 
 def _ticker_features(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quant_assets.market.calendar import SESSION_MINUTES
+from quant_assets.market.coverage import MAX_GAP_SESSIONS
 
 RSI_LENGTH = 14
 MACD_FAST, MACD_SLOW, MACD_SIGNAL = 12, 26, 9
@@ -61,11 +62,18 @@ TIME_COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """The ordered model inputs and their version: one object, carried by every model bundle."""
+    """The ordered model inputs and their version: one object, carried by every model bundle.
+
+    ``warmup_bars``: bars of a ticker's history before a row is ``warm``. ``max_gap_sessions``:
+    a hole of more whole sessions than this in a ticker's bars starts its series afresh
+    (indicators, lag returns and warm-up restart after it); None never restarts (bundles made
+    before the rule existed).
+    """
 
     version: str
     columns: tuple[str, ...]
     warmup_bars: int
+    max_gap_sessions: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for a model bundle."""
@@ -73,16 +81,23 @@ class FeatureSpec:
             "version": self.version,
             "columns": list(self.columns),
             "warmup_bars": self.warmup_bars,
+            "max_gap_sessions": self.max_gap_sessions,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
         """Inverse of ``to_dict``."""
-        return cls(str(data["version"]), tuple(data["columns"]), int(data["warmup_bars"]))
+        gap = data.get("max_gap_sessions")
+        return cls(
+            str(data["version"]),
+            tuple(data["columns"]),
+            int(data["warmup_bars"]),
+            None if gap is None else int(gap),
+        )
 
 
 FEATURE_SPEC = FeatureSpec(
-    version="1",
+    version="2",
     columns=(
         "rsi_14",
         "macd_rel",
@@ -103,6 +118,7 @@ FEATURE_SPEC = FeatureSpec(
         "day_of_week_cos",
     ),
     warmup_bars=FEATURE_WARMUP_BARS,
+    max_gap_sessions=MAX_GAP_SESSIONS,
 )
 
 FEATURE_TABLE_COLUMNS: tuple[str, ...] = (

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from quant_assets.market import calendar
 from quant_assets.market.bar_validation import validate_bars
+from quant_assets.market.coverage import SUMMARY_COLUMNS
 from quant_assets.market.sources import MarketSource
 from quant_assets.storage.bars import write_bars, write_quarantine
 
@@ -116,3 +117,13 @@ def _report(ticker: str, day: pd.Timestamp, bars: pd.DataFrame, quarantined: int
         first_ts=None if empty else bars["ts"].iloc[0],
         last_ts=None if empty else bars["ts"].iloc[-1],
     )
+
+
+def session_summary(reports: Sequence[SessionIngest]) -> pd.DataFrame:
+    """The session summary (``market.coverage``) of ingest reports; non-sessions left out."""
+    rows = [(r.ticker, r.day, r.rows, r.first_ts, r.last_ts) for r in reports if r.expected_minutes]
+    frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    frame["bars"] = frame["bars"].astype("int64")
+    for col in ("first_ts", "last_ts"):
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    return frame

@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 
 from quant_assets.features.indicators import create_features
-from quant_assets.features.spec import FEATURE_SPEC, FEATURE_WARMUP_BARS
+from quant_assets.features.spec import FEATURE_SPEC, FEATURE_WARMUP_BARS, FeatureSpec
 from quant_assets.labels import LabelSpec, triple_barrier_labels
 from quant_assets.market import calendar
 from quant_assets.storage.database import to_db_timestamp, to_utc
@@ -24,7 +24,10 @@ LABEL_FIELDS: tuple[str, ...] = ("label", "t1", "ret", "sigma")
 
 
 def labelled_features_from_bars(
-    bars: pd.DataFrame, label_spec: LabelSpec | None = None, warm_only: bool = True
+    bars: pd.DataFrame,
+    label_spec: LabelSpec | None = None,
+    warm_only: bool = True,
+    feature_spec: FeatureSpec = FEATURE_SPEC,
 ) -> pd.DataFrame:
     """create_features + triple-barrier labels of bars (one or many tickers), one row per bar.
 
@@ -33,7 +36,7 @@ def labelled_features_from_bars(
     """
     spec = label_spec or LabelSpec()
     bars = bars.sort_values(["ticker", "ts"], kind="stable").reset_index(drop=True)
-    feats = create_features(bars)
+    feats = create_features(bars, feature_spec)
     labels = triple_barrier_labels(bars, spec)
     out = feats.join(labels[list(LABEL_FIELDS)])
     if warm_only:

@@ -162,7 +162,7 @@ class Predictor:
                 f"tickers {short} have fewer than {self.min_bars} bars (feature warm-up "
                 f"{self.bundle.feature_spec.warmup_bars} + window {self.window})"
             )
-        features = create_features(bars)
+        features = create_features(bars, self.bundle.feature_spec)
         index, windows = latest_windows(features, self.columns, self.window)
         return prediction_frame(index, self.predict_windows(windows))
 

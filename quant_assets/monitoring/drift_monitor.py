@@ -28,12 +28,13 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from sqlalchemy import Engine, desc, select
 
-from quant_assets.corporate_actions.adjusted_store import read_adjusted_bars
+from quant_assets.corporate_actions.adjusted_store import history_start, read_adjusted_bars
 from quant_assets.drift.reference import ConceptBaseline, ReferenceStats
 from quant_assets.drift.report import DriftReport, evaluate_window
 from quant_assets.drift.severity import DriftDecision, DriftState, advance
 from quant_assets.drift.thresholds import DriftThresholds
 from quant_assets.features.indicators import create_features
+from quant_assets.features.spec import FeatureSpec
 from quant_assets.market import calendar
 from quant_assets.market.frames import BAR_COLUMNS
 from quant_assets.models.bundle import Bundle
@@ -43,7 +44,6 @@ from quant_assets.storage.database import to_db_timestamp, to_utc, write_to_db
 from quant_assets.storage.schema import drift_reports
 from quant_assets.storage.schema import predictions as predictions_table
 
-HISTORY_SESSIONS = 2  # ≥ the 390-bar feature warm-up plus a 60-bar window, with gaps
 PROBABILITY_COLUMNS = ("p_down", "p_flat", "p_up")
 
 
@@ -91,7 +91,7 @@ def score_live_window(
 ) -> LiveScores:
     """Score the minutes of [end - window, end) with ``predictor`` and store them."""
     start = end - pd.Timedelta(minutes=thresholds.window_minutes)
-    bars = live_bars(engine, tickers, start, end)
+    bars = live_bars(engine, tickers, start, end, predictor.min_bars)
     _, scored = score_range(predictor, bars, start, end)
     written = write_predictions(scored, predictor.name, engine)
     return LiveScores(predictor.name, start, end, scored, written)
@@ -108,7 +108,7 @@ def evaluate_drift(
     start = end - pd.Timedelta(minutes=thresholds.window_minutes)
     reference = ReferenceStats.from_dict(bundle.reference_stats)
     baseline = ConceptBaseline.from_dict(bundle.validation_baseline)
-    features = window_features(engine, tickers, start, end)
+    features = window_features(engine, tickers, start, end, bundle.feature_spec)
     preds = read_predictions(engine, bundle.name, start, end)
     window = features.merge(preds, on=["ticker", "ts"], how="inner")
     probs = window[list(PROBABILITY_COLUMNS)].to_numpy(np.float64)
@@ -121,16 +121,23 @@ def evaluate_drift(
 
 
 def live_bars(
-    engine: Engine, tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp
+    engine: Engine,
+    tickers: Sequence[str],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    history_bars: int,
 ) -> pd.DataFrame:
-    """Bars for scoring [start, end): adjusted history sessions, then raw bars of the day."""
+    """Bars for scoring [start, end): each ticker's last ``history_bars`` adjusted bars before
+    the session (counted in its bars: a thin ticker reaches further back), then the raw bars of
+    the day."""
     day = calendar.session_of(start)
-    first = calendar.session_before(day, HISTORY_SESSIONS)
-    history_start, _ = calendar.span_of_days(first, first)
     day_start, _ = calendar.span_of_days(day, day)
-    history = read_adjusted_bars(engine, list(tickers), history_start, day_start)
-    today = read_bars(engine, list(tickers), day_start, end)
-    bars = pd.concat([history[list(BAR_COLUMNS)], today], ignore_index=True)
+    frames = []
+    for ticker in tickers:
+        first = history_start(engine, ticker, day_start, history_bars)
+        frames.append(read_adjusted_bars(engine, [ticker], first, day_start)[list(BAR_COLUMNS)])
+    frames.append(read_bars(engine, list(tickers), day_start, end))
+    bars = pd.concat(frames, ignore_index=True)
     return bars.sort_values(["ticker", "ts"], ignore_index=True)
 
 
@@ -142,7 +149,8 @@ def score_range(
     A minute is scored when its window of ``predictor.window`` bars is warm and finite; the
     returned features hold every bar in the range (drift looks at all of them).
     """
-    features = create_features(bars) if len(bars) else pd.DataFrame(columns=["ticker", "ts"])
+    spec = predictor.bundle.feature_spec
+    features = create_features(bars, spec) if len(bars) else pd.DataFrame(columns=["ticker", "ts"])
     in_range = (features["ts"] >= start) & (features["ts"] < end) if len(features) else []
     keys, windows = [], []
     for _, group in features.groupby("ticker", sort=True, observed=True):
@@ -190,11 +198,15 @@ def read_predictions(
 
 
 def window_features(
-    engine: Engine, tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp
+    engine: Engine,
+    tickers: Sequence[str],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    spec: FeatureSpec,
 ) -> pd.DataFrame:
     """Features of the live window (the same create_features as training)."""
-    bars = live_bars(engine, tickers, start, end)
-    features = create_features(bars)
+    bars = live_bars(engine, tickers, start, end, spec.warmup_bars)
+    features = create_features(bars, spec)
     keep = (features["ts"] >= start) & (features["ts"] < end)
     return features[keep].reset_index(drop=True)
 

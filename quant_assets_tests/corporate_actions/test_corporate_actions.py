@@ -215,6 +215,26 @@ def test_jump_check_flags_a_missing_split_and_passes_the_true_ledger() -> None:
     assert flagged["ledger_action"].tolist() == ["split 4:1 ex 2026-05-28"]
 
 
+def test_jump_check_lists_a_move_across_a_long_hole() -> None:
+    """A 12 % move across a 16-month hole is below any jump threshold but cannot be judged:
+    it is listed with the hole's length; a short hole is judged like an overnight gap."""
+    days = calendar.sessions("2023-07-03", "2025-07-31")
+    kept = days[(days < "2023-09-01") | (days > "2025-01-10")]
+    kept = kept[kept != kept[-5]]  # and a one-session hole near the end
+    closes = 50 * np.exp(np.cumsum(np.random.default_rng(2).normal(0, 0.004, len(kept))))
+    after = kept > "2025-01-10"
+    closes[after] *= 1.12
+    boundaries = pd.DataFrame(
+        {"ticker": "THIN", "session": kept, "first_close": closes, "last_close": closes}
+    )
+    flagged = adjustment.find_unexplained_jumps(boundaries)
+    assert len(flagged) == 1
+    row = flagged.iloc[0]
+    assert row["session"] == kept[after][0] and row["sessions_skipped"] > 300
+    assert row["log_return"] == pytest.approx(np.log(1.12), abs=0.02)
+    assert row["log_return"] < row["threshold"]  # not an outlier: listed for the hole alone
+
+
 # --- property tests -------------------------------------------------------------------------------
 SESSIONS = calendar.sessions("2026-01-02", "2026-03-31")
 

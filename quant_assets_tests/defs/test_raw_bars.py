@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -19,6 +20,7 @@ from quant_assets.market import calendar
 from quant_assets.settings import Settings
 from quant_assets.storage.bars import read_bars
 from quant_assets.storage.database import get_engine
+from quant_assets_tests.market.helpers import market_bars, write_bars
 
 TICKERS = ["AAPL", "MSFT"]
 REPO = Path(__file__).resolve().parents[2]
@@ -95,6 +97,42 @@ def test_rerun_is_idempotent_and_holiday_is_empty(quant_env: Settings) -> None:
         assert holiday.success
         hmeta = holiday.asset_materializations_for_node("raw_bars")[0].metadata
         assert hmeta["rows"].value == 0 and hmeta["expected_minutes"].value == 0
+
+
+def files_market(folder: Path) -> MarketSourceResource:
+    """AAPL at 20 % of its minutes, MSFT whole but cut at 10:29 on 2026-09-03."""
+    source = market().get_source()
+    start, end = calendar.span_of_days("2026-09-01", "2026-09-04")
+    bars = market_bars(source, TICKERS, start, end)  # type: ignore[arg-type]
+    thin = (bars["ticker"] == "AAPL") & (np.random.default_rng(1).random(len(bars)) > 0.2)
+    cut = (bars["ticker"] == "MSFT") & (bars["ts"] >= pd.Timestamp("2026-09-03 14:30", tz="UTC"))
+    cut &= bars["ts"] < pd.Timestamp("2026-09-04", tz="UTC")
+    write_bars(bars[~thin & ~cut], folder)
+    return MarketSourceResource(tickers=TICKERS, source="files", files_dir=str(folder))
+
+
+def test_coverage_is_judged_per_ticker(
+    quant_env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resources = {"database": DatabaseResource(), "market": files_market(tmp_path / "files")}
+    tags = {
+        "dagster/asset_partition_range_start": f"2026-09-01|{TICKERS[0]}",
+        "dagster/asset_partition_range_end": f"2026-09-04|{TICKERS[-1]}",
+    }
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([raw_bars], instance=instance, resources=resources, tags=tags)
+        monkeypatch.setenv("QUANT_COMPLETENESS_FLOOR", "0.98")
+        fixed = dg.materialize([raw_bars], instance=instance, resources=resources, tags=tags)
+    check = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    complete = check["complete_against_calendar"]
+    assert not complete.passed  # the cut session only: thin AAPL is complete at its own share
+    assert complete.metadata["incomplete_sessions"].value == 1
+    assert complete.metadata["worst_partitions"].value[0].startswith("2026-09-03|MSFT: 15%")
+    meta = result.asset_materializations_for_node("raw_bars")[0].metadata
+    assert meta["truncated_sessions"].value == 1 and meta["holes"].value == 0
+    assert meta["coverage"].value["MSFT"]["truncated"] == ["2026-09-03"]
+    floor = {c.check_name: c for c in fixed.get_asset_check_evaluations()}
+    assert floor["complete_against_calendar"].metadata["incomplete_sessions"].value == 5
 
 
 @pytest.mark.postgres

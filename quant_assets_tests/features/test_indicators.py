@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +22,9 @@ from quant_assets.market import calendar
 # Includes a DST switch (Mar 8 -> Mar 11 2024) and an early close (Nov 29 2024, 13:00).
 SESSIONS = ("2024-03-07", "2024-03-08", "2024-03-11", "2024-11-29", "2024-12-02")
 MINUTES = {day: calendar.session_minutes(day) for day in SESSIONS}
+# These sessions skip March to November: the tests of the indicators' arithmetic bridge that
+# hole on purpose (the hole rule off); test_a_long_hole_restarts_the_series covers the rule.
+BRIDGED = replace(FEATURE_SPEC, max_gap_sessions=None)
 NUMERIC = [c for c in FEATURE_TABLE_COLUMNS if c not in ("ticker", "ts")]
 
 
@@ -97,7 +102,7 @@ def test_indicators_match_textbook_formulas() -> None:
     after 400 bars (well past FEATURE_WARMUP_BARS' bound) to atol 1e-9 on the 0-100 scale.
     """
     bars = make_bars(keep=0.8, seed=1)
-    feats = create_features(bars)
+    feats = create_features(bars, BRIDGED)
     for ticker in ("AAA", "BBB"):
         rows = bars["ticker"] == ticker
         close = bars.loc[rows, "close"].to_numpy()
@@ -241,11 +246,11 @@ def test_per_ticker_and_input_order_invariant() -> None:
 def test_warmup_bars_are_enough() -> None:
     """FEATURE_WARMUP_BARS of history reproduce the features of a longer history."""
     bars = make_bars(tickers=("AAA",), keep=0.9, seed=5)
-    full = create_features(bars)
+    full = create_features(bars, BRIDGED)
     target = bars["ts"] >= MINUTES[SESSIONS[-1]][0]
     first = int(np.flatnonzero(target)[0])
     short_bars = bars.iloc[first - FEATURE_WARMUP_BARS :]
-    short = create_features(short_bars)
+    short = create_features(short_bars, BRIDGED)
     assert short.loc[target[target].index, "warm"].all()
     assert not short["warm"].iloc[:FEATURE_WARMUP_BARS].any()
     a, b = full.loc[target, NUMERIC].to_numpy(float), short.loc[target, NUMERIC].to_numpy(float)
@@ -346,3 +351,19 @@ def test_no_lookahead(seed: int, cut_frac: float, garbage_seed: int) -> None:
         np.testing.assert_allclose(
             other[NUMERIC].to_numpy(float), reference, rtol=1e-12, atol=1e-12
         )
+
+
+def test_a_long_hole_restarts_the_series() -> None:
+    """Across more than max_gap_sessions sessions without a bar nothing is carried over: the
+    rows after the hole equal those of a series that starts there, and warm up again."""
+    bars = make_bars(tickers=("AAA",), keep=0.9, seed=3)
+    after = bars["ts"] >= MINUTES["2024-11-29"][0]  # months after 2024-03-11
+    with_hole = create_features(bars)
+    fresh = create_features(bars[after])
+    pd.testing.assert_frame_equal(with_hole[after], fresh)
+    assert with_hole.loc[after, "warm"].sum() == max(0, after.sum() - FEATURE_WARMUP_BARS)
+    bridged = create_features(bars, BRIDGED)
+    assert bridged.loc[after, "warm"].all() and bridged.loc[after, "log_ret_30"].iloc[0] != 0
+    assert np.isnan(with_hole.loc[after, "log_ret_30"].iloc[0])  # no return across the hole
+    one_week = replace(FEATURE_SPEC, max_gap_sessions=200)  # the hole is ~180 sessions
+    pd.testing.assert_frame_equal(create_features(bars, one_week), bridged)
