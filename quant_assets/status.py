@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Engine, func, select
 
+from quant_assets.deployment.champion import NO_CHAMPION
 from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.ingestion import backfill_queue as queue
 from quant_assets.monitoring.drift_monitor import latest_evaluation
@@ -175,7 +176,7 @@ def champion_status(settings: Settings) -> ChampionStatus:
     status = ModelRegistry.from_settings(settings).status()
     cfg = status.config
     if cfg is None or cfg.champion is None:
-        message = "no champion yet" if status.ok else status.message
+        message = NO_CHAMPION if status.ok else status.message
         return ChampionStatus(status.state, message, revision=cfg.revision if cfg else None)
     champ = cfg.champion
     return ChampionStatus(

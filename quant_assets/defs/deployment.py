@@ -63,13 +63,11 @@ ChampionConfig = config_class(
 )
 
 
-def champion_bundle(settings: Settings) -> Path:
-    """The bundle folder of the champion in model_config.json; a clear error when none."""
+def champion_bundle(settings: Settings) -> Path | None:
+    """The bundle folder of the champion in model_config.json; None when there is none."""
     registry = ModelRegistry.from_settings(settings)
     current = registry.champion()
-    if current is None:
-        raise dg.Failure("no champion in model_config.json yet: run the nightly training first")
-    return registry.bundle_path(current.model)
+    return None if current is None else registry.bundle_path(current.model)
 
 
 @dg.asset(
@@ -280,7 +278,10 @@ def drift_rollback_sensor(context: dg.SensorEvaluationContext, asset_event: dg.E
 def champion_reload_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
     """Check the new champion's bundle loads, then request a live scoring run with it."""
     try:
-        bundle = load_bundle(champion_bundle(Settings()))
+        folder = champion_bundle(Settings())
+        if folder is None:
+            return dg.SkipReason(champion.NO_CHAMPION)
+        bundle = load_bundle(folder)
     except Exception as err:  # report, never crash the daemon
         return dg.SkipReason(f"error: the champion bundle cannot be loaded: {err}")
     return dg.RunRequest(

@@ -4,6 +4,7 @@
 
 import base64
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +12,7 @@ import pandas as pd
 
 from quant_assets.defs.deployment import champion_bundle
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
+from quant_assets.deployment.champion import NO_CHAMPION
 from quant_assets.drift.report import DriftReport
 from quant_assets.drift.thresholds import DriftThresholds
 from quant_assets.market import calendar
@@ -33,10 +35,18 @@ class LiveConfig(dg.Config):
         return ts.floor(f"{step_minutes}min")
 
 
+def _skip(context: dg.AssetExecutionContext) -> dg.AssetObservation:
+    """No champion: a warning in the run and an observation on the asset, no materialization
+    (downstream steps are skipped too)."""
+    context.log.warning(NO_CHAMPION)
+    return dg.AssetObservation(asset_key=context.asset_key, metadata={"skipped": NO_CHAMPION})
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"tflite", "sql"},
     deps=[dg.AssetKey("champion_model")],
+    output_required=False,
     description=(
         "The champion's class probabilities for every minute of the last hour of every ticker "
         "(table predictions): the stream concept drift watches and an API would serve."
@@ -47,9 +57,13 @@ def live_predictions(
     config: LiveConfig,
     database: DatabaseResource,
     market: MarketSourceResource,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
     """Score the minutes of [as_of - window, as_of) with the current champion."""
-    predictor = Predictor.load(champion_bundle(database.settings()))
+    folder = champion_bundle(database.settings())
+    if folder is None:
+        yield _skip(context)
+        return
+    predictor = Predictor.load(folder)
     live = score_live_window(
         database.engine, predictor, market.tickers, config.end(), DriftThresholds.from_env()
     )
@@ -57,7 +71,7 @@ def live_predictions(
     context.log.info(f"{live.model}: scored {len(scored)} minutes, {live.written} new or changed")
     probs = scored[["p_down", "p_flat", "p_up"]]
     confidence = float(probs.max(axis=1).mean()) if len(scored) else 0.0
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "model": live.model,
             "window": f"{live.start.isoformat()} .. {live.end.isoformat()}",
@@ -75,6 +89,7 @@ def live_predictions(
     group_name=GROUP,
     kinds={"sql", "scipy"},
     deps=[live_predictions],
+    output_required=False,
     description=(
         "Drift of the last hour against the champion's training data: PSI and an "
         "autocorrelation-aware KS test per feature by time of session, mean confidence and "
@@ -87,10 +102,14 @@ def drift_report(
     config: LiveConfig,
     database: DatabaseResource,
     market: MarketSourceResource,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
     """Evaluate the window ending at as_of (on the 10-minute grid) and record the decision."""
     thresholds = DriftThresholds.from_env()
-    bundle = load_bundle(champion_bundle(database.settings()))
+    folder = champion_bundle(database.settings())
+    if folder is None:
+        yield _skip(context)
+        return
+    bundle = load_bundle(folder)
     evaluation = evaluate_drift(
         database.engine, bundle, market.tickers, config.end(thresholds.step_minutes), thresholds
     )
@@ -98,7 +117,7 @@ def drift_report(
     context.log.info(f"{bundle.name} at {evaluation.end}: {report.reason}; {decision.reason}")
     if decision.rollback:
         context.log.warning(f"ROLLBACK requested for {bundle.name}: {decision.reason}")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "evaluated_at": evaluation.end.isoformat(),
             "model": bundle.name,

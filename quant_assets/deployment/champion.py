@@ -1,17 +1,19 @@
 """Champion operations: promote, roll back or recover the registry, then mirror it in MLflow.
 
 The one path every caller takes to change who serves (``validate_model``, the rollback job, the
-``quant registry`` commands): the change is made by ``ModelRegistry`` under its lock, and only
-after the file is written is the MLflow alias synced (``mlflow_alias``; a failure there is
-reported in ``alias_sync``, never raised). ``tracking_uri=None`` leaves MLflow alone.
+``quant registry`` commands, a person's ``promote_manually``): the change is made by
+``ModelRegistry`` under its lock, and only after the file is written is the MLflow alias synced
+(``mlflow_alias``; a failure there is reported in ``alias_sync``, never raised).
+``tracking_uri=None`` leaves MLflow alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from quant_assets.deployment.mlflow_alias import sync_champion_alias
-from quant_assets.deployment.model_config import ModelRef
+from quant_assets.deployment.model_config import ModelFileMissingError, ModelRef
 from quant_assets.deployment.outcomes import (
     UNSET,
     AliasSyncResult,
@@ -21,6 +23,13 @@ from quant_assets.deployment.outcomes import (
     Unset,
 )
 from quant_assets.deployment.registry import ModelRegistry
+from quant_assets.models.bundle import load_bundle
+from quant_assets.models.parity import check_bundle
+
+NO_CHAMPION = (
+    "no champion in model_config.json yet: live scoring and drift are skipped until the "
+    "nightly promotes one, or `quant registry promote MODEL --reason …` does"
+)
 
 
 def mirror_alias(registry: ModelRegistry, tracking_uri: str | None) -> AliasSyncResult | None:
@@ -47,6 +56,29 @@ def promote(
         metrics=metrics,
         mlflow_run_id=mlflow_run_id,
         expected_champion=expected_champion,
+    )
+    if not result.changed:
+        return result
+    return replace(result, alias_sync=mirror_alias(registry, tracking_uri))
+
+
+def promote_manually(
+    registry: ModelRegistry, bundle_dir: Path, *, reason: str, tracking_uri: str | None = None
+) -> PromoteResult:
+    """A person's deliberate promotion of a bundle (``quant registry promote``), recorded as
+    ``manual_promote``. The bundle must load and its TFLite file agree with its Keras model;
+    ``ModelFileMissingError`` otherwise."""
+    check = check_bundle(bundle_dir)
+    if not check.passed:
+        raise ModelFileMissingError(f"cannot promote {Path(bundle_dir).name}: {check.message}")
+    bundle = load_bundle(bundle_dir)
+    test = bundle.metrics.get("test", {})
+    result = registry.promote(
+        ModelRef.for_bundle(registry.home, Path(bundle_dir)),
+        reason=reason,
+        metrics={k: float(v) for k, v in test.items() if isinstance(v, int | float)},
+        mlflow_run_id=bundle.mlflow_run_id,
+        manual=True,
     )
     if not result.changed:
         return result

@@ -76,7 +76,7 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
 _ARCH = re.compile(r"^[a-z][a-z0-9_]*$")
 
-Action = Literal["promote", "rollback", "recover"]
+Action = Literal["promote", "manual_promote", "rollback", "recover"]
 
 
 def journal_path_for(path: Path) -> Path:

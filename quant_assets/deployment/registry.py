@@ -221,6 +221,7 @@ class ModelRegistry:
             ) from None
 
     def _write(self, cfg: ModelConfig) -> None:
+        self._remove_stale_temp_files()  # a killed writer's; we hold the lock
         # Round-trip through the reader first: a file this code cannot read is never written.
         text = cfg.model_dump_json(indent=2) + "\n"
         parse_config(text, self.path)
@@ -230,7 +231,11 @@ class ModelRegistry:
     def _append_journal(self, cfg: ModelConfig) -> None:
         line = (cfg.model_dump_json() + "\n").encode()
         try:
-            with open(self.journal_path, "ab") as f:
+            with open(self.journal_path, "ab+") as f:
+                if f.tell() > 0:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":  # a torn last line: never glue a snapshot to it
+                        line = b"\n" + line
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
@@ -280,8 +285,10 @@ class ModelRegistry:
         metrics: dict[str, float] | None = None,
         mlflow_run_id: str | None = None,
         expected_champion: str | Unset | None = UNSET,
+        manual: bool = False,
     ) -> PromoteResult:
         """Make ``model`` the champion; the old champion goes to history (a stable entry).
+        ``manual``: a person's deliberate choice, recorded as ``manual_promote``.
 
         ``expected_champion`` (a name, or None for "no champion"): promote only if the champion
         is still that one, else return ``champion_changed`` without writing. Raises
@@ -330,7 +337,7 @@ class ModelRegistry:
             )
             new = self._commit(
                 cfg,
-                action="promote",
+                action="manual_promote" if manual else "promote",
                 reason=reason,
                 champion=champion,
                 history=history,

@@ -2,9 +2,10 @@
 
 ``quant_assets.cli`` adds these with ``add_registry_parser`` and runs them with
 ``run_registry_command``. Sub-commands: ``status`` (exit 1 when unusable),
-``recover [--force] [--allow-empty]``, ``rollback --reason TEXT``, ``sync-mlflow``, ``show``
-(print the file); ``recover`` and ``rollback`` take ``--no-mlflow`` to leave the MLflow alias
-alone.
+``recover [--force] [--allow-empty]``, ``rollback --reason TEXT``, ``promote MODEL --reason
+TEXT`` (a deliberate manual promotion of a bundle that passes its parity check), ``sync-mlflow``,
+``show`` (print the file); ``recover``, ``rollback`` and ``promote`` take ``--no-mlflow`` to
+leave the MLflow alias alone.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ def add_registry_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     rec.add_argument("--reason", default="manual recovery (quant registry recover)")
     rb = rs.add_parser("rollback", help="switch to the previous stable champion")
     rb.add_argument("--reason", required=True)
-    for q in (rec, rb):
+    pr = rs.add_parser(
+        "promote", help="make a model bundle the champion by hand (logged as manual_promote)"
+    )
+    pr.add_argument("model", help="bundle name under QUANT_HOME/models, e.g. lstm_v3")
+    pr.add_argument("--reason", required=True)
+    for q in (rec, rb, pr):
         q.add_argument("--no-mlflow", action="store_true", help="do not sync the MLflow alias")
     rs.add_parser("sync-mlflow", help="point the MLflow alias 'champion' at the config's champion")
     return p
@@ -70,6 +76,15 @@ def run_registry_command(args: argparse.Namespace, settings: Settings | None = N
             )
             print(f"{rb.outcome}: {rb.message}")
             return 0 if rb.outcome in ("rolled_back", "no_previous_version") else 1
+        if cmd == "promote":
+            pm = champion.promote_manually(
+                registry,
+                s.models_dir / args.model,
+                reason=args.reason,
+                tracking_uri=None if args.no_mlflow else s.mlflow_tracking_uri,
+            )
+            print(f"{pm.outcome}: {pm.message}")
+            return 0
         if cmd == "sync-mlflow":
             a = sync_champion_alias(registry, tracking_uri=s.mlflow_tracking_uri)
             print(f"{a.action}: {a.message}")

@@ -31,9 +31,14 @@ from dagster._core.storage.tags import RUN_KEY_TAG
 
 from quant_assets.corporate_actions.adjusted_store import read_adjusted_bars, rebuild_adjusted_bars
 from quant_assets.corporate_actions.ledger import fetch_corporate_actions
-from quant_assets.defs.deployment import champion_reload_sensor, drift_rollback_sensor, rollback_job
+from quant_assets.defs.deployment import (
+    champion_reload_sensor,
+    drift_rollback_sensor,
+    rollback_job,
+)
 from quant_assets.defs.monitoring import drift_report, live_predictions
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
+from quant_assets.deployment.champion import NO_CHAMPION
 from quant_assets.deployment.model_config import ModelRef
 from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.drift import replay
@@ -264,3 +269,22 @@ def test_planted_shift_through_the_live_path(scenario: Scenario) -> None:
     assert len(stored) == len(times) and int(stored["rollback"].astype(bool).sum()) == 1
     last = json.loads(stored.sort_values("evaluated_at")["decision"].iloc[-1])
     assert last["state"]["rollbacks"] == 1 and last["state"]["armed"] is False
+
+
+def test_without_a_champion_the_live_path_skips_cleanly(quant_env: Settings) -> None:
+    """No model_config.json yet: the run succeeds, nothing is materialized, and the reason is
+    in the run's log and on the asset (an observation)."""
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [live_predictions, drift_report], instance=instance, resources=resources()
+        )
+        assert result.success
+        assert not result.get_asset_materialization_events()
+        skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
+        assert skipped == ["drift_report"]
+        observed = instance.fetch_observations(dg.AssetKey("live_predictions"), limit=1)
+        assert observed.records[0].asset_observation.metadata["skipped"].value == NO_CHAMPION
+        warnings = [
+            e.message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING
+        ]
+        assert NO_CHAMPION in warnings

@@ -17,6 +17,7 @@ from quant_assets.defs.deployment import (
     rollback_champion,
     rollback_job,
 )
+from quant_assets.deployment.champion import NO_CHAMPION
 from quant_assets.deployment.model_config import ModelRef
 from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.settings import Settings
@@ -85,16 +86,22 @@ def fake_bundle(home: Path, name: str = "lstm_v1") -> ModelRef:
     return ModelRef.for_bundle(home, folder)
 
 
-@pytest.mark.parametrize("case", ["no_champion", "bad_bundle", "missing_bundle", "corrupt_config"])
+def test_reload_sensor_without_a_champion_skips_with_the_reason(home: Path) -> None:
+    with dg.instance_for_test() as instance:
+        report(instance, CHAMPION, champion="lstm_v1")
+        data = tick(champion_reload_sensor, instance)
+    assert not data.run_requests and data.skip_message == NO_CHAMPION
+
+
+@pytest.mark.parametrize("case", ["bad_bundle", "missing_bundle", "corrupt_config"])
 def test_reload_sensor_reports_a_bad_champion_as_an_error(home: Path, case: str) -> None:
-    if case != "no_champion":
-        registry = ModelRegistry.from_settings(Settings(home=home, _env_file=None))
-        ref = fake_bundle(home)
-        registry.promote(ref, reason="test")
-        if case == "missing_bundle":
-            (home / ref.path).unlink()
-        if case == "corrupt_config":
-            registry.path.write_text("{ truncated")
+    registry = ModelRegistry.from_settings(Settings(home=home, _env_file=None))
+    ref = fake_bundle(home)
+    registry.promote(ref, reason="test")
+    if case == "missing_bundle":
+        (home / ref.path).unlink()
+    if case == "corrupt_config":
+        registry.path.write_text("{ truncated")
     with dg.instance_for_test() as instance:
         report(instance, CHAMPION, champion="lstm_v1")
         data = tick(champion_reload_sensor, instance)  # must not raise

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quant_assets.deployment.champion import promote_manually
 from quant_assets.deployment.decision import DecisionRule
 from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.deployment.scoring import ValidationSet
@@ -72,3 +73,12 @@ def test_gate_on_real_tflite_bundles(tmp_path: Path) -> None:
     assert champion is not None and champion.model.name == run.decision.winner
     check = check_bundle(registry.bundle_path(champion.model))
     assert check.passed and check.parity_max_abs_diff < 1e-4
+
+    # A person promotes the other bundle by hand: recorded as manual, metrics from its bundle.
+    other = ({"lstm_v1", "transformer_v1"} - {champion.model.name}).pop()
+    manual = promote_manually(registry, home / "models" / other, reason="desk review")
+    assert manual.outcome == "promoted"
+    cfg = registry.load()
+    assert cfg.champion.model.name == other and cfg.changes[-1].action == "manual_promote"
+    assert cfg.changes[-1].reason == "desk review"
+    assert cfg.champion.metrics["macro_f1_updown"] > 0

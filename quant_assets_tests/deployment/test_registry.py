@@ -216,6 +216,10 @@ def test_a_torn_journal_line_is_ignored(registry: ModelRegistry) -> None:
     assert [c.revision for c in registry.read_journal()] == [1, 2, 3]
     registry.rollback("after crash")
     assert registry.load().revision == 4
+    # The next snapshot starts on a line of its own: recovery finds revision 4, not 3.
+    assert [c.revision for c in registry.read_journal()] == [1, 2, 3, 4]
+    registry.path.unlink()
+    assert registry.recover_from_history().restored_revision == 4
 
 
 # --- corrupt files and recovery --------------------------------------------------------------
@@ -314,11 +318,17 @@ def test_corrupt_file_and_corrupt_journal(registry: ModelRegistry) -> None:
     assert cfg.revision == 1 and cfg.changes[0].action == "recover"
 
 
-def test_stale_temp_files_are_removed_by_recovery(registry: ModelRegistry) -> None:
-    three_champions(registry)
+@pytest.mark.parametrize("write", ["recover", "promote", "rollback"])
+def test_stale_temp_files_are_removed_by_every_write(registry: ModelRegistry, write: str) -> None:
+    refs = three_champions(registry)
     stale = registry.path.parent / f".{registry.path.name}.abc123.tmp"
-    stale.write_text("{half")
-    registry.recover_from_history()
+    stale.write_text("{half")  # left by a killed writer
+    if write == "recover":
+        registry.recover_from_history()
+    elif write == "promote":
+        registry.promote(refs[0], reason="again")
+    else:
+        registry.rollback("drift")
     assert not stale.exists()
 
 
@@ -365,6 +375,8 @@ def test_registry_cli(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("rollback", "--reason", "drift", "--no-mlflow") == 0
     assert "rolled_back" in capsys.readouterr().out
     assert run("show") == 0 and '"schema_version": 1' in capsys.readouterr().out
+    assert run("promote", "lstm_v1", "--reason", "by hand", "--no-mlflow") == 1
+    assert "cannot promote lstm_v1" in capsys.readouterr().err  # not a loadable bundle
 
 
 def test_a_relative_home_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
