@@ -21,6 +21,7 @@ from rich.table import Table
 from quant_assets.market import calendar
 from quant_assets.runner import run_partition_range
 from quant_assets.settings import Settings
+from quant_assets.tracking import safe_uri
 
 console = Console()
 
@@ -237,7 +238,7 @@ def model_summary(settings: Settings) -> dict[str, object]:
         "SELECT level, COUNT(*) AS n FROM drift_reports GROUP BY level", get_engine(settings)
     )
     files["model_config.json"] = str(settings.model_config_path)
-    files["mlflow"] = settings.mlflow_tracking_uri
+    files["mlflow"] = safe_uri(settings.mlflow_tracking_uri)
     return {
         "champion": champion.model.name if champion else "none",
         "macro_f1_updown": scores,

@@ -66,6 +66,9 @@ def _db_field(name: str) -> AliasChoices:
     return AliasChoices(f"QUANT_{name}", name)
 
 
+MLFLOW_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+
+
 class Settings(BaseSettings):
     """Project settings; see the README's configuration reference for each one."""
 
@@ -102,6 +105,10 @@ class Settings(BaseSettings):
     files_dir: Path | None = None
     files_tz: str = "UTC"  # the zone of naive timestamps in the files
     files_ts_label: Literal["start", "end"] = "start"  # a row is stamped at its bar's start/end
+    # MLflow: a tracking server or database (MLFLOW_TRACKING_URI, as MLflow itself reads it);
+    # unset, the SQLite file under home.
+    mlflow_uri: str | None = Field(None, validation_alias=_db_field("MLFLOW_TRACKING_URI"))
+
     # raw_bars' completeness check: None judges each session against the ticker's own typical
     # share of minutes (market/coverage.py); a number is a fixed share of the session's minutes
     # (0.98 suits liquid tickers only).
@@ -133,6 +140,19 @@ class Settings(BaseSettings):
                 f"unknown source {value!r}; QUANT_SOURCE is one of {', '.join(SOURCES)}"
             )
         return name
+
+    @field_validator("mlflow_uri")
+    @classmethod
+    def _check_mlflow_uri(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme = value.split(":", 1)[0].split("+", 1)[0].lower() if ":" in value else ""
+        if scheme not in MLFLOW_SCHEMES:
+            raise ValueError(
+                "MLFLOW_TRACKING_URI must be a tracking server or database URI "
+                f"({', '.join(MLFLOW_SCHEMES)}); MLflow's file store (./mlruns) is not used"
+            )
+        return value.strip()
 
     @field_validator("tickers", mode="before")
     @classmethod
@@ -191,8 +211,8 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        """MLflow's tracking store: an SQLite file under `home` (the ./mlruns store is refused)."""
-        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        """MLflow's tracking store: MLFLOW_TRACKING_URI, else an SQLite file under `home`."""
+        return self.mlflow_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
 
     @property
     def mlflow_artifact_root(self) -> Path:

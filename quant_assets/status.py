@@ -11,7 +11,9 @@ part has a "none yet" form, so the command works on an empty database and a fres
   still open (pending + requested);
 * the champion in ``model_config.json`` (``deployment.registry``): name, when and why it was
   promoted, its validation metrics; a registry that cannot be read is reported, not raised;
-* the latest drift evaluation (``monitoring.drift_monitor.latest_evaluation``).
+* the latest drift evaluation (``monitoring.drift_monitor.latest_evaluation``);
+* coverage of the last ``COVERAGE_SESSIONS`` completed sessions per ticker
+  (``market.coverage``): share of minutes with a bar, holes and truncated sessions.
 """
 
 from __future__ import annotations
@@ -30,14 +32,18 @@ from sqlalchemy import Engine, func, select
 from quant_assets.deployment.champion import NO_CHAMPION
 from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.ingestion import backfill_queue as queue
+from quant_assets.market import calendar
+from quant_assets.market.coverage import TickerCoverage, summarize_sessions, ticker_coverage
 from quant_assets.monitoring.drift_monitor import latest_evaluation
 from quant_assets.settings import Settings
+from quant_assets.storage.bars import read_bars
 from quant_assets.storage.database import get_engine, to_utc
 from quant_assets.storage.schema import adjusted_bars, features, labels, price_data
 
 NONE_YET = "none yet"
 QUEUE_STATUSES: tuple[str, ...] = ("pending", "requested", "done", "unfillable")
 _REASON_CHARS = 160
+COVERAGE_SESSIONS = 10
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,7 @@ class StatusReport:
     queue: QueueStatus
     champion: ChampionStatus
     drift: DriftStatus
+    coverage: tuple[TickerCoverage, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (timestamps as ISO text, ages in seconds)."""
@@ -130,7 +137,20 @@ def gather_status(
         queue=queue_status(engine),
         champion=champion_status(settings),
         drift=drift_status(engine),
+        coverage=tuple(recent_coverage(engine, tickers or settings.tickers, now)),
     )
+
+
+def recent_coverage(
+    engine: Engine, tickers: Sequence[str], now: pd.Timestamp
+) -> list[TickerCoverage]:
+    """Coverage of the last ``COVERAGE_SESSIONS`` sessions completed by ``now``."""
+    last = calendar.session_before(calendar.session_of(now), 0)
+    if not calendar.is_session(last) or now < calendar.session_bounds(last)[1]:
+        last = calendar.session_before(last, 1)
+    days = list(calendar.sessions(calendar.session_before(last, COVERAGE_SESSIONS - 1), last))
+    bars = read_bars(engine, list(tickers), *calendar.span_of_days(days[0], days[-1]))
+    return ticker_coverage(summarize_sessions(bars, tickers, days))
 
 
 def freshness(engine: Engine, tickers: Sequence[str], now: pd.Timestamp) -> list[TickerFreshness]:
@@ -225,6 +245,24 @@ def render_status(report: StatusReport, console: Console) -> None:
     _render_queue(report.queue, console)
     _render_champion(report.champion, report.model_config_path, console)
     _render_drift(report.drift, console)
+    _render_coverage(report.coverage, console)
+
+
+def _render_coverage(coverage: Sequence[TickerCoverage], console: Console) -> None:
+    flagged = [c for c in coverage if c.holes or c.truncated]
+    if not any(c.bars for c in coverage):
+        return
+    shares = [c.minute_share for c in coverage if c.bars]
+    head = (
+        f"coverage (last {COVERAGE_SESSIONS} sessions): minutes with a bar "
+        f"{min(shares):.0%}–{max(shares):.0%}"
+    )
+    if not flagged:
+        console.print(f"{head}; no holes, no truncated sessions")
+        return
+    console.print(f"{head}; {len(flagged)} ticker(s) with holes or truncated sessions:")
+    for c in flagged:
+        console.print(f"  {escape(c.describe())}")
 
 
 def _render_freshness(report: StatusReport, console: Console) -> None:

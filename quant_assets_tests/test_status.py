@@ -73,7 +73,7 @@ def test_empty_database_says_none_yet(settings: Settings, engine: Engine) -> Non
     assert f"data freshness: {NONE_YET}" in text
     assert f"backfill queue (missed minutes): {NONE_YET}" in text
     assert f"champion: {NO_CHAMPION}" in " ".join(text.split())  # wrapped to the width
-    assert "drift: no drift report yet" in text
+    assert "drift: no drift report yet" in text and "coverage" not in text
     json.dumps(report.to_dict())  # JSON-ready
 
 
@@ -124,6 +124,15 @@ def test_freshness_queue_and_drift_of_a_populated_database(
     assert "AAPL" in text and "MSFT" in text and NONE_YET in text
     assert "open minutes" in text and "drift: severe at 2026-09-04 16:00" in text
     assert json.loads(json.dumps(report.to_dict()))["queue"]["counts"]["pending"] == 2
+    # coverage of the 10 sessions completed by NOW (2026-08-24 … 2026-09-04)
+    cov = {c.ticker: c for c in report.coverage}
+    assert cov["AAPL"].sessions == 10 and cov["AAPL"].sessions_with_bars == 4
+    assert [(h.first.date().isoformat(), h.sessions) for h in cov["AAPL"].holes] == [
+        ("2026-08-24", 6)
+    ]
+    assert cov["AAPL"].minute_share > 0.99 and cov["MSFT"].bars == 0
+    assert "coverage (last 10 sessions)" in text
+    assert "AAPL: 4/10 sessions, 100% of minutes; holes 2026-08-24…2026-08-31" in text
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

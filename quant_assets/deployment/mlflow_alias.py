@@ -40,6 +40,7 @@ from quant_assets.tracking import (
     MODEL_PREFIX,
     MODEL_TAG,
     registered_model_name,
+    safe_uri,
     tracking_client,
 )
 
@@ -75,7 +76,9 @@ def sync_champion_alias(
                     mlflow_client, registry, cfg.champion, registered_model, cfg.revision
                 )
             except Exception as e:  # MLflow down, misconfigured, … never fatal here
-                return _failed(name, f"MLflow at {tracking_uri} failed: {type(e).__name__}: {e}")
+                return _failed(
+                    name, f"MLflow at {safe_uri(tracking_uri)} failed: {type(e).__name__}: {e}"
+                )
             try:
                 arch_version = _sync_arch_models(mlflow_client, cfg.champion, arch_model_prefix)
             except Exception as e:
