@@ -33,8 +33,11 @@ demo: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/
 	$(VENV)/bin/quant demo
 
+# Nothing is written into the tree: bytecode and numba's cache live under the temp directory.
+TEST_CACHE := $(or $(TMPDIR),/tmp)/quant_assets-test-cache
 test: $(STAMP) browser lint
-	QUANT_REQUIRE_BROWSER=1 $(VENV)/bin/pytest
+	PYTHONPYCACHEPREFIX=$(TEST_CACHE)/pycache NUMBA_CACHE_DIR=$(TEST_CACHE)/numba \
+	  QUANT_REQUIRE_BROWSER=1 $(VENV)/bin/pytest
 
 # The browser test drives Debian's Chromium (Playwright's own browser downloads fail here).
 # Quiet and idempotent: nothing happens when $(CHROMIUM) exists.
@@ -53,8 +56,8 @@ browser:
 
 # ruff (lint and format) and the layer contracts of pyproject.toml (import-linter).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check --no-cache .
+	$(VENV)/bin/ruff format --no-cache --check .
 	$(VENV)/bin/lint-imports --no-cache
 
 dagster-dev: $(STAMP)

@@ -1,10 +1,26 @@
-"""Shared fixtures: a throw-away PostgreSQL server for the session, and per-test databases."""
+"""Shared fixtures: a throw-away PostgreSQL server for the session, and per-test databases.
+
+The suite writes nothing into the source tree: bytecode and numba's compiled-function cache go
+under the system's temporary directory (``make test`` sets the same through the environment,
+which also covers this file), hypothesis keeps no example database, and pytest no cache
+(``-p no:cacheprovider`` in pyproject.toml).
+"""
 
 from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+_CACHE = Path(tempfile.gettempdir()) / "quant_assets-test-cache"
+sys.pycache_prefix = sys.pycache_prefix or str(_CACHE / "pycache")
+os.environ.setdefault("NUMBA_CACHE_DIR", str(_CACHE / "numba"))  # before numba is imported
 
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
@@ -14,6 +30,9 @@ from quant_assets.storage.ephemeral_postgres import EphemeralPostgres
 from quant_assets_tests.helpers import new_pg_database
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+hypothesis_settings.register_profile("quant_assets", database=None)  # no .hypothesis/ folder
+hypothesis_settings.load_profile("quant_assets")
 
 
 @pytest.fixture(scope="session")

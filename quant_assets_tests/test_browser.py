@@ -4,8 +4,9 @@ Starts ``dagster-webserver`` on a free 127.0.0.1 port with a throw-away ``DAGSTE
 ``QUANT_HOME``, opens the global asset lineage (``/asset-groups``) in headless Debian Chromium
 driven by Playwright (``/usr/bin/chromium``; Playwright's own browser downloads are never used),
 expands every asset group (the UI's Alt+E shortcut), waits until every asset of
-``quant_assets.definitions`` is drawn as a node, and keeps a screenshot in
-``test-artifacts/dagster_asset_graph.png``.
+``quant_assets.definitions`` is drawn as a node, and keeps a screenshot,
+``dagster_asset_graph.png``, in ``$QUANT_TEST_ARTIFACTS`` (default: the test's temporary
+directory; never the source tree).
 
 ``make test`` installs Chromium when it is missing (``make browser``) and sets
 ``QUANT_REQUIRE_BROWSER=1``, so there a missing browser fails the test; a bare ``pytest``
@@ -32,8 +33,7 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 CHROMIUM = Path(os.environ.get("QUANT_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-SCREENSHOT = ARTIFACTS / "dagster_asset_graph.png"
+SCREENSHOT_NAME = "dagster_asset_graph.png"
 REQUIRED_ASSETS = {"raw_bars", "corporate_actions", "adjusted_bars", "features", "labels"}
 SERVER_START_TIMEOUT_S = 90
 GRAPH_TIMEOUT_S = 60
@@ -173,8 +173,10 @@ def test_asset_graph_renders_the_project_assets(
 
     expected = expected_asset_names()
     assert expected >= REQUIRED_ASSETS
-    ARTIFACTS.mkdir(exist_ok=True)
-    SCREENSHOT.unlink(missing_ok=True)
+    artifacts = Path(os.environ.get("QUANT_TEST_ARTIFACTS") or tmp_path)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    screenshot = artifacts / SCREENSHOT_NAME
+    screenshot.unlink(missing_ok=True)
     deadline = time.monotonic() + GRAPH_TIMEOUT_S
 
     def left_ms() -> float:
@@ -209,12 +211,12 @@ def test_asset_graph_renders_the_project_assets(
                 problem = str(err).splitlines()[0]
             drawn = set(page.evaluate(ASSET_NAMES_JS))
             text = page.inner_text("body")[:1_500]
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            page.screenshot(path=str(screenshot), full_page=True)
         finally:
             context.close()
     missing = expected - drawn
     assert not missing, (
         f"asset nodes not drawn: {sorted(missing)}; drawn: {sorted(drawn)}; {problem}\n"
-        f"screenshot: {SCREENSHOT}\npage text:\n{text}\nwebserver log:\n{_tail(webserver.log)}"
+        f"screenshot: {screenshot}\npage text:\n{text}\nwebserver log:\n{_tail(webserver.log)}"
     )
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert screenshot.stat().st_size > 10_000
