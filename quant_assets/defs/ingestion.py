@@ -55,6 +55,7 @@ from quant_assets.market.coverage import (
     ticker_coverage,
 )
 from quant_assets.market.sources import MarketSource
+from quant_assets.market.spikes import find_price_spikes
 from quant_assets.storage.bars import read_bars
 from quant_assets.storage.database import DatabaseUnavailableError, to_db_timestamp
 from quant_assets.storage.schema import price_data
@@ -67,6 +68,7 @@ WORST_LISTED = 10
 CHECK_DUPLICATES = "no_duplicate_bars"
 CHECK_OHLC = "ohlc_sanity"
 CHECK_COMPLETENESS = "complete_against_calendar"
+CHECK_SPIKES = "no_price_spikes"
 
 
 @dg.asset(
@@ -89,6 +91,14 @@ CHECK_COMPLETENESS = "complete_against_calendar"
             CHECK_OHLC,
             asset="raw_bars",
             description="Stored bars: low ≤ open, close ≤ high; prices > 0.",
+        ),
+        dg.AssetCheckSpec(
+            CHECK_SPIKES,
+            asset="raw_bars",
+            description=(
+                "No price far from the closes on both sides of it in its session (a single bad "
+                "print); reported, never dropped (market/spikes.py)."
+            ),
         ),
         dg.AssetCheckSpec(
             CHECK_COMPLETENESS,
@@ -138,6 +148,7 @@ def raw_bars(
                 metadata={"conflicting_rows": reasons.get("duplicate", 0)},
             ),
             _ohlc_check(engine, list(by_ticker), span),
+            _spike_check(context, engine, list(by_ticker), span),
             _completeness_check(engine, summary, market.settings().completeness_floor),
         ],
     )
@@ -226,6 +237,30 @@ def _coverage_metadata(coverage: list[TickerCoverage]) -> dict[str, dg.MetadataV
         "truncated_sessions": dg.MetadataValue.int(sum(len(c.truncated) for c in coverage)),
         "coverage": dg.MetadataValue.json(flagged),
     }
+
+
+def _spike_check(
+    context: dg.AssetExecutionContext,
+    engine: Engine,
+    tickers: list[str],
+    span: tuple[pd.Timestamp, pd.Timestamp],
+) -> dg.AssetCheckResult:
+    spikes = find_price_spikes(read_bars(engine, tickers, *span))
+    listed = [
+        f"{r.ticker} {r.ts.isoformat()} {r.column} {r.price:g} (near {r.reference:g})"
+        for r in spikes.head(WORST_LISTED).itertuples()
+    ]
+    for line in listed:
+        context.log.warning(f"price spike: {line}")
+    return dg.AssetCheckResult(
+        check_name=CHECK_SPIKES,
+        passed=spikes.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "spiked_prices": dg.MetadataValue.int(len(spikes)),
+            "spikes": dg.MetadataValue.json(listed),
+        },
+    )
 
 
 def _completeness_check(

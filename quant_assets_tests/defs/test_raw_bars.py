@@ -25,6 +25,7 @@ from quant_assets_tests.market.helpers import market_bars, write_bars
 TICKERS = ["AAPL", "MSFT"]
 REPO = Path(__file__).resolve().parents[2]
 MODULE = "quant_assets.definitions"
+BAD_PRINT = pd.Timestamp("2026-09-02 17:00", tz="UTC")
 
 
 def market() -> MarketSourceResource:
@@ -67,6 +68,7 @@ def test_range_materializes_in_one_run_and_matches_source(quant_env: Settings) -
         assert {c.check_name: c.passed for c in checks} == {
             "no_duplicate_bars": True,
             "ohlc_sanity": True,
+            "no_price_spikes": True,
             "complete_against_calendar": True,
         }
         meta = result.asset_materializations_for_node("raw_bars")[0].metadata
@@ -100,13 +102,17 @@ def test_rerun_is_idempotent_and_holiday_is_empty(quant_env: Settings) -> None:
 
 
 def files_market(folder: Path) -> MarketSourceResource:
-    """AAPL at 20 % of its minutes, MSFT whole but cut at 10:29 on 2026-09-03."""
+    """AAPL at 20 % of its minutes, MSFT whole but cut at 10:29 on 2026-09-03 and with one bad
+    print (an open 8 % above the closes around it) on 2026-09-02."""
     source = market().get_source()
     start, end = calendar.span_of_days("2026-09-01", "2026-09-04")
     bars = market_bars(source, TICKERS, start, end)  # type: ignore[arg-type]
     thin = (bars["ticker"] == "AAPL") & (np.random.default_rng(1).random(len(bars)) > 0.2)
     cut = (bars["ticker"] == "MSFT") & (bars["ts"] >= pd.Timestamp("2026-09-03 14:30", tz="UTC"))
     cut &= bars["ts"] < pd.Timestamp("2026-09-04", tz="UTC")
+    bad = bars.index[(bars["ticker"] == "MSFT") & (bars["ts"] == BAD_PRINT)]
+    for col in ("open", "high"):
+        bars.loc[bad, col] = bars.loc[bad, "close"] * 1.08
     write_bars(bars[~thin & ~cut], folder)
     return MarketSourceResource(tickers=TICKERS, source="files", files_dir=str(folder))
 
@@ -131,6 +137,9 @@ def test_coverage_is_judged_per_ticker(
     meta = result.asset_materializations_for_node("raw_bars")[0].metadata
     assert meta["truncated_sessions"].value == 1 and meta["holes"].value == 0
     assert meta["coverage"].value["MSFT"]["truncated"] == ["2026-09-03"]
+    spikes = check["no_price_spikes"]
+    assert not spikes.passed and spikes.metadata["spiked_prices"].value == 2  # open and high
+    assert spikes.metadata["spikes"].value[0].startswith(f"MSFT {BAD_PRINT.isoformat()} high")
     floor = {c.check_name: c for c in fixed.get_asset_check_evaluations()}
     assert floor["complete_against_calendar"].metadata["incomplete_sessions"].value == 5
 
