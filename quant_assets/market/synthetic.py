@@ -199,7 +199,8 @@ class Liquidity:
             raise ValueError(f"Liquidity.tick_bps must be >= 0, not {self.tick_bps}")
 
 
-LiquiditySetting = Liquidity | tuple[tuple[str, Liquidity], ...]
+# One spec for every ticker, or per ticker (a mapping; the config stores it as sorted pairs).
+LiquiditySetting = Liquidity | Mapping[str, Liquidity] | tuple[tuple[str, Liquidity], ...]
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ class SyntheticConfig:
     regime_vol_multiplier: float = 3.0
     regime_drift: float = 0.01
     corporate_actions: bool = True
-    liquidity: LiquiditySetting | Mapping[str, Liquidity] = Liquidity()
+    liquidity: LiquiditySetting = Liquidity()
 
     def __post_init__(self) -> None:
         if isinstance(self.liquidity, Mapping):

@@ -15,7 +15,12 @@ from quant_assets.drift.reference import ReferenceStats
 from quant_assets.features.indicators import create_features
 from quant_assets.features.spec import CALENDAR_FEATURES
 from quant_assets.market import calendar
-from quant_assets.market.synthetic import SyntheticConfig, SyntheticMarket
+from quant_assets.market.synthetic import (
+    Liquidity,
+    LiquiditySetting,
+    SyntheticConfig,
+    SyntheticMarket,
+)
 
 STANDIN_INPUTS = (("log_ret_15", 1.0), ("close_ema_26_rel", 0.6))
 
@@ -27,9 +32,11 @@ def market_features(
     seed: int = 7,
     shift_at: pd.Timestamp | None = None,
     vol_multiplier: float = 3.0,
+    liquidity: LiquiditySetting | None = None,
 ) -> pd.DataFrame:
     """``create_features`` of ``n_sessions`` sessions of the synthetic market (no corporate
-    actions: the monitor sees adjusted features), sorted by (ticker, ts)."""
+    actions: the monitor sees adjusted features), sorted by (ticker, ts); ``liquidity`` as in
+    ``SyntheticConfig`` (None: the liquid market)."""
     days = calendar.sessions(first_session, pd.Timestamp(first_session) + pd.Timedelta(days=400))
     days = days[:n_sessions]
     cfg = SyntheticConfig(
@@ -40,6 +47,7 @@ def market_features(
         corporate_actions=False,
         regime_shift_at=shift_at,
         regime_vol_multiplier=vol_multiplier,
+        liquidity=Liquidity() if liquidity is None else liquidity,
     )
     market = SyntheticMarket(cfg)
     start, end = calendar.session_bounds(days[0])[0], calendar.session_bounds(days[-1])[1]
