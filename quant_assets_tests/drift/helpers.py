@@ -107,3 +107,20 @@ def minute_frame(
     for c in CALENDAR_FEATURES:
         out[c] = 0.0
     return out
+
+
+def zero_inflated_frame(
+    tickers=("A", "B", "C"),
+    sessions=8,
+    zero_share=0.45,
+    scale=1.0,
+    seed=0,
+    first="2026-03-02",
+) -> pd.DataFrame:
+    """A return-like feature ``x`` on every session minute: exactly 0 with probability
+    ``zero_share`` (a price that did not move a tick), else N(0, ``scale``); iid."""
+    frame = minute_frame(tickers=tickers, sessions=sessions, phi=0.0, seed=seed, first=first)
+    rng = np.random.default_rng(seed + 1)
+    moved = rng.random(len(frame)) >= zero_share
+    frame["x"] = np.where(moved, scale * rng.normal(size=len(frame)), 0.0)
+    return frame
