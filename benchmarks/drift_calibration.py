@@ -16,12 +16,17 @@ Everything runs through ``replay``: 60-minute windows (plus their newest 20 minu
 minutes, the same code the sensor runs live.
 
 Printed, per universe:
-* the null: evaluations, not evaluated, warn / severe (count, per ticker-week, share), rollbacks
-  for the defaults (data and concept, and data only), the share of evaluations in which each
-  feature drifted, and the textbook settings side by side: KS at alpha 0.05 against the whole-day
-  reference with n = rows (Evidently's rule: dataset drift when >= 50 % of the features drift),
-  and PSI > 0.25 on 60-row windows (one ticker, one hour; liquid only: a thin ticker has no 60-row
-  hour);
+* the null: evaluations, not evaluated, widened windows, warn / severe (count, per ticker-week,
+  share), rollbacks for the defaults (data and concept, and data only), for the defaults with the
+  plain KS (``tie_aware`` off: atoms tested as if continuous), the share of evaluations in which
+  each feature drifted, the same with ``tick_tolerance`` 0 (the tick lattice of the non-zero
+  returns tested exactly), and the textbook settings side by side: KS at alpha 0.05 against the
+  whole-day reference with n = rows (Evidently's rule: dataset drift when >= 50 % of the features
+  drift), and PSI > 0.25 on 60-row windows (one ticker, one hour; liquid only: a thin ticker has
+  no 60-row hour);
+* the floor (thin only): with the first 1, 2, 3 tickers of the thin null, the share of
+  evaluations whose last hour has fewer than ``min_rows`` rows (skipped without widening) and the
+  share still below the floor after widening within the session (not evaluated);
 * the shift: delay from the shift to the first warn, the first severe evaluation and the
   rollback, the number of rollbacks until the end of the next session (no flapping), and
   alarms in the quiet session before the shift;
@@ -48,7 +53,7 @@ import pandas as pd
 
 from quant_assets.drift import replay
 from quant_assets.drift.reference import concept_baseline_from_probs, reference_stats_from_frame
-from quant_assets.drift.replay import rolling_windows
+from quant_assets.drift.replay import evaluation_times, rolling_windows
 from quant_assets.drift.report import evaluate_window
 from quant_assets.drift.thresholds import DriftThresholds
 from quant_assets.features.spec import FEATURE_SPEC
@@ -68,6 +73,7 @@ SENSITIVITY = (1.25, 1.5, 2.0)
 GOAL_DELAY = 30.0
 GOAL_WARN_PER_TICKER_WEEK = 1.0
 SESSIONS_PER_WEEK = 5
+FLOOR_TICKERS = (1, 2, 3)
 THIN_TRADED = (0.16, 0.20, 0.25, 0.25, 0.30, 0.35)  # real thin ETFs: 16-35 % of minutes
 THIN_TICK_BPS = 20.0
 
@@ -121,11 +127,13 @@ def setup(
 
 def levels(steps: list, columns: tuple[str, ...]) -> dict[str, Any]:
     ev = [s.report.level for s in steps if s.report.level is not None]
+    widened = sum(s.report.widened for s in steps)
     data = [s.report.data_level for s in steps if s.report.data_level is not None]
     drifted = np.array([[c in s.report.drifted_features for c in columns] for s in steps])
     return {
         "steps": len(steps),
         "evaluations": len(ev),
+        "widened": widened,
         "warn": sum(x == "warn" for x in ev),
         "severe": sum(x == "severe" for x in ev),
         "data_warn": sum(x == "warn" for x in data),
@@ -146,8 +154,32 @@ def null_study(universe: Universe, seed: int, env: dict[str, Any]) -> dict[str, 
     probs = standin_probs(null, ref)
     out: dict[str, Any] = {"seed": seed}
     out["defaults"] = levels(replay(null, ref, DriftThresholds(), probs, base), ref.columns)
+    plain = DriftThresholds(tie_aware=False)
+    out["plain_ks"] = levels(replay(null, ref, plain, probs, base), ref.columns)
+    exact = DriftThresholds(tick_tolerance=0.0)
+    out["no_tolerance"] = levels(replay(null, ref, exact, probs, base), ref.columns)
     out["textbook_ks"] = levels(replay(null, ref, DriftThresholds.textbook()), ref.columns)
     out["textbook_psi60"] = psi60_study(universe, null, ref)
+    out["floor"] = floor_study(universe, null) if universe.name == "thin" else {}
+    return out
+
+
+def floor_study(universe: Universe, null: pd.DataFrame) -> dict[int, tuple[float, float]]:
+    """k tickers -> (share of evaluations with < min_rows rows in the last hour, share with
+    < min_rows rows after widening within the session)."""
+    th = DriftThresholds()
+    times = evaluation_times(null["ts"], th.step_minutes)
+    out = {}
+    for k in FLOOR_TICKERS:
+        sub = null[null["ticker"].isin(universe.tickers[:k])].reset_index(drop=True)
+        fixed = [
+            len(r) < th.min_rows
+            for _, r in rolling_windows(sub, th.window_minutes, th.step_minutes, times)
+        ]
+        wide = [len(r) < th.min_rows for _, r in rolling_windows(sub, th.window_minutes,
+                                                                 th.step_minutes, times,
+                                                                 th.min_rows)]  # fmt: skip
+        out[k] = (float(np.mean(fixed)), float(np.mean(wide)))
     return out
 
 
@@ -227,22 +259,25 @@ def report_null(universe: Universe, nulls: list[dict[str, Any]]) -> dict[str, fl
     ticker_weeks = weeks * len(universe.tickers)
     print(f"\n== {universe.name}: the null ({len(nulls)} x {NULL[1] - NULL[0] + 1} quiet sessions, "
           f"{len(universe.tickers)} tickers, {ticker_weeks:.0f} ticker-weeks)")  # fmt: skip
-    print(f"{'setting':52s} {'steps':>6s} {'not ev':>6s} {'warn':>5s} {'/tw':>5s} "
-          f"{'severe':>6s} {'share':>6s} {'rollbk':>6s}")  # fmt: skip
+    print(f"{'setting':52s} {'steps':>6s} {'not ev':>6s} {'wider':>6s} {'warn':>5s} "
+          f"{'/tw':>5s} {'severe':>6s} {'share':>6s} {'rollbk':>6s}")  # fmt: skip
     rows = [
         (f"defaults (data + concept; K = {th.persistence})", "defaults", "warn", "severe"),
         ("defaults, data only", "defaults", "data_warn", "data_severe"),
+        ("defaults with plain KS (tie_aware off)", "plain_ks", "warn", "severe"),
+        ("defaults with tick_tolerance 0", "no_tolerance", "warn", "severe"),
         ("textbook KS a=0.05, n = rows, whole-day, >= 50 % feats", "textbook_ks", None, "severe"),
     ]
     for label, key, wk, sk in rows:
         steps = sum(n[key]["steps"] for n in nulls)
         ev = sum(n[key]["evaluations"] for n in nulls)
+        wide = sum(n[key]["widened"] for n in nulls)
         warn = sum(n[key][wk] for n in nulls) if wk else None
         sev = sum(n[key][sk] for n in nulls)
         rb = sum(n[key]["rollbacks"] for n in nulls)
         w = f"{'—':>5s} {'—':>5s}" if warn is None else f"{warn:5d} {warn / ticker_weeks:5.2f}"
-        print(f"{label:52s} {steps:6d} {steps - ev:6d} {w} {sev:6d} {sev / max(ev, 1):6.1%} "
-              f"{rb:6d}")  # fmt: skip
+        print(f"{label:52s} {steps:6d} {steps - ev:6d} {wide:6d} {w} {sev:6d} "
+              f"{sev / max(ev, 1):6.1%} {rb:6d}")  # fmt: skip
     psi = [n["textbook_psi60"] for n in nulls]
     windows = sum(p["windows"] for p in psi)
     if windows:
@@ -252,10 +287,21 @@ def report_null(universe: Universe, nulls: list[dict[str, Any]]) -> dict[str, fl
     top_share = max(n["defaults"]["max_share"] for n in nulls)
     top_z = max(n["defaults"]["max_concept_z"] for n in nulls)
     print(f"max share drifted: {top_share:.2f}; max concept |z|: {top_z:.1f}")
-    for key, label in (("defaults", "defaults"), ("textbook_ks", "textbook KS")):
+    for key, label in (
+        ("defaults", "defaults"),
+        ("plain_ks", "plain KS"),
+        ("no_tolerance", "tick_tolerance 0"),
+        ("textbook_ks", "textbook KS"),
+    ):
         rate = pd.DataFrame([n[key]["feature_rate"] for n in nulls]).mean()
         print(f"{label}: share of evaluations with the feature drifted")
         print("  " + ", ".join(f"{k} {v:.0%}" for k, v in rate.items()))
+    floors = [n["floor"] for n in nulls if n["floor"]]
+    for k in FLOOR_TICKERS if floors else ():
+        fixed = np.mean([f[k][0] for f in floors])
+        wide = np.mean([f[k][1] for f in floors])
+        print(f"floor, first {k} ticker(s): {fixed:.1%} of the evaluations have < {th.min_rows} "
+              f"rows in the last hour; {wide:.1%} after widening within the session")  # fmt: skip
     return {
         "warn_per_tw": sum(n["defaults"]["warn"] for n in nulls) / ticker_weeks,
         "severe": sum(n["defaults"]["severe"] for n in nulls),
