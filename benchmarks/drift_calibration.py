@@ -16,8 +16,8 @@ Everything runs through ``replay``: 60-minute windows (plus their newest 20 minu
 minutes, the same code the sensor runs live.
 
 Printed, per universe:
-* the null: evaluations, not evaluated, widened windows, warn / severe (count, per ticker-week,
-  share), rollbacks for the defaults (data and concept, and data only), for the defaults with the
+* the null: evaluations, not evaluated, widened windows, warn (count, per ticker-week), severe
+  (count, per ticker-week, share of the evaluations), rollbacks for the defaults (data and concept, and data only), for the defaults with the
   plain KS (``tie_aware`` off: atoms tested as if continuous), the share of evaluations in which
   each feature drifted, the same with ``tick_tolerance`` 0 (the tick lattice of the non-zero
   returns tested exactly), and the textbook settings side by side: KS at alpha 0.05 against the
@@ -260,7 +260,7 @@ def report_null(universe: Universe, nulls: list[dict[str, Any]]) -> dict[str, fl
     print(f"\n== {universe.name}: the null ({len(nulls)} x {NULL[1] - NULL[0] + 1} quiet sessions, "
           f"{len(universe.tickers)} tickers, {ticker_weeks:.0f} ticker-weeks)")  # fmt: skip
     print(f"{'setting':52s} {'steps':>6s} {'not ev':>6s} {'wider':>6s} {'warn':>5s} "
-          f"{'/tw':>5s} {'severe':>6s} {'share':>6s} {'rollbk':>6s}")  # fmt: skip
+          f"{'/tw':>5s} {'severe':>6s} {'/tw':>5s} {'share':>6s} {'rollbk':>6s}")  # fmt: skip
     rows = [
         (f"defaults (data + concept; K = {th.persistence})", "defaults", "warn", "severe"),
         ("defaults, data only", "defaults", "data_warn", "data_severe"),
@@ -277,7 +277,7 @@ def report_null(universe: Universe, nulls: list[dict[str, Any]]) -> dict[str, fl
         rb = sum(n[key]["rollbacks"] for n in nulls)
         w = f"{'—':>5s} {'—':>5s}" if warn is None else f"{warn:5d} {warn / ticker_weeks:5.2f}"
         print(f"{label:52s} {steps:6d} {steps - ev:6d} {wide:6d} {w} {sev:6d} "
-              f"{sev / max(ev, 1):6.1%} {rb:6d}")  # fmt: skip
+              f"{sev / ticker_weeks:5.2f} {sev / max(ev, 1):6.1%} {rb:6d}")  # fmt: skip
     psi = [n["textbook_psi60"] for n in nulls]
     windows = sum(p["windows"] for p in psi)
     if windows:
