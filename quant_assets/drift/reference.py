@@ -4,9 +4,13 @@
 ``create_features``) holds, per monitored feature:
 
 * ``mean``, ``std``, ``n`` of the pooled training values;
-* ``edges``: the interior PSI bin edges, the training deciles (``bins`` = 10; tied edges of a
-  discrete feature are merged, so a feature may have fewer bins), and ``shares``, the pooled
-  training share of each bin;
+* ``atoms``: the values that hold at least ``atom_share`` (2 %) of the training values each, at
+  most ``max_atoms`` (8) of them: the point mass at 0 of a return on a price tick, the levels of
+  a discrete feature (none for a continuous feature). Everything below except the atoms' own
+  statistics describes the *continuous part*, the values that are not atoms;
+* ``edges``: the interior PSI bin edges, the deciles of the continuous part (``bins`` = 10; tied
+  edges are merged, so a feature may have fewer bins), and ``shares``, the pooled training share
+  of each category: one per atom first, then one per continuous bin (they sum to 1);
 * per *time-of-session bucket* (``bucket_edges``, minutes after 09:30; by default 10-minute
   buckets over the first and the last 30 minutes, 30-minute buckets in between, 17 in all; rows
   outside regular hours join the first / last bucket): ``bucket_shares`` (the bin shares of that
@@ -16,7 +20,10 @@
 * ``acf``: the autocorrelation of the feature's probability-integral transform u = F_bucket(x) at
   lags 1..M along each ticker's rows (pooled over tickers, Sokal's automatic window M = the
   smallest lag with M >= 5 tau(M), at most ``max_lag``), and ``cross_corr``, the mean
-  contemporaneous correlation of u between tickers (clipped to [0, 0.99]).
+  contemporaneous correlation of u between tickers (clipped to [0, 0.99]);
+* for the atoms: ``atom_acf`` and ``atom_cross_corr``, the same two measured on the indicator
+  "the value is an atom" minus its bucket's atom share, and ``bucket_atom_n_eff``, the effective
+  rows of that indicator per bucket.
 
 Why per time-of-session bucket: minute bars have a strong intraday seasonality (volatility and
 volume are U-shaped; the first 30 minutes' lag returns and realized volatility contain the
@@ -34,6 +41,16 @@ inflation of a mean of n consecutive values; for an AR(1) and n >> 1 it is n (1 
 It is measured on the PIT values (ranks) because the KS statistic is a function of ranks, and
 on the training data (long series) rather than on the live window (60 rows give a noisy,
 downward-biased rho; under the null the live acf *is* the reference acf).
+
+Why atoms: the KS test assumes a continuous distribution. On a thin ticker quoted on a tick,
+15-62 % of the 1-minute returns are exactly 0, and the reference CDF jumps there; the KS
+statistic of a sample with such ties against such a CDF (computed as for a continuous law)
+measures the jump itself, so log_ret_1 "drifted" in half of the quiet windows. Splitting the
+distribution into its atoms and a continuous part lets each be tested by what it is (the atoms
+by their shares, the rest by KS against the conditional CDF of the non-atom values; see
+``data_drift``). The continuous part's acf is measured along each ticker's non-atom values (what a
+live window's continuous values are), the atoms' on the indicator along all rows. Bundles of
+format 1 (before atoms) load as references without atoms.
 
 Calendar encodings (``CALENDAR_FEATURES``) are excluded: they are deterministic functions of the
 clock, a one-hour window covers one hour of them whatever the market does, and they cannot drift.
@@ -59,7 +76,10 @@ import pandas as pd
 from quant_assets.features.spec import CALENDAR_FEATURES
 from quant_assets.market.calendar import MARKET_TZ, SESSION_MINUTES, session_minute, utc_index
 
-REFERENCE_FORMAT = 1
+REFERENCE_FORMAT = 2
+READABLE_FORMATS = (1, 2)  # 1: written before atoms; read as "no atoms"
+ATOM_SHARE = 0.02  # a value holding this share of the training values is an atom (one CDF step)
+MAX_ATOMS = 8
 SOKAL_C = 5.0  # Sokal's window constant: stop summing the acf at M >= C * tau(M)
 SHARE_SMOOTHING = 0.5  # pseudo-count per bin (Jeffreys) for reference and live bin shares
 MAX_CROSS_CORR = 0.99
@@ -110,6 +130,21 @@ def ar1_effective_size(n: int, rho: float) -> float:
     return n * (1.0 - rho) / (1.0 + rho)
 
 
+def mixture_weights(buckets: np.ndarray, n_buckets: int) -> np.ndarray:
+    """Share of the rows in each time-of-session bucket (``buckets``: one index per row)."""
+    counts = np.bincount(buckets, minlength=n_buckets).astype(np.float64)
+    return counts / max(counts.sum(), 1.0)
+
+
+def mixture_n_eff(bucket_n_eff: np.ndarray, weights: np.ndarray | None) -> float:
+    """Effective size of a bucket mixture's reference: 1 / sum w_b^2 / n_eff_b (None: pooled)."""
+    if weights is None:
+        return float(bucket_n_eff.sum())
+    w = np.asarray(weights)
+    used = w > 0
+    return float(1.0 / np.sum(w[used] ** 2 / np.maximum(bucket_n_eff[used], 1.0)))
+
+
 # --- per-feature reference ----------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class FeatureReference:
@@ -119,38 +154,56 @@ class FeatureReference:
     n: int
     mean: float
     std: float
-    edges: np.ndarray  # interior PSI bin edges, strictly increasing; bins = edges.size + 1
-    shares: np.ndarray  # pooled bin shares (smoothed, sum 1)
-    quantiles: np.ndarray  # pooled quantiles at ``levels``
-    bucket_shares: np.ndarray  # (n_buckets, bins), rows sum to 1
-    bucket_quantiles: np.ndarray  # (n_buckets, cdf_points) at ``levels``
-    bucket_n: np.ndarray  # rows per bucket (int)
-    bucket_n_eff: np.ndarray  # effective rows per bucket
-    acf: np.ndarray  # rho_1..rho_M of the PIT values (Sokal-truncated)
+    edges: np.ndarray  # interior PSI bin edges of the continuous part, strictly increasing
+    shares: np.ndarray  # pooled shares of the categories: atoms, then continuous bins (sum 1)
+    quantiles: np.ndarray  # pooled quantiles of the continuous part at ``levels``
+    bucket_shares: np.ndarray  # (n_buckets, categories), rows sum to 1
+    bucket_quantiles: np.ndarray  # (n_buckets, cdf_points) of the continuous part at ``levels``
+    bucket_n: np.ndarray  # rows per bucket (int), atoms included
+    bucket_n_eff: np.ndarray  # effective rows of the continuous part per bucket
+    acf: np.ndarray  # rho_1..rho_M of the continuous part's PIT values (Sokal-truncated)
     cross_corr: float  # mean contemporaneous correlation between tickers, in [0, 0.99]
     levels: np.ndarray = field(repr=False)  # the CDF levels of ``bucket_quantiles``
+    atoms: np.ndarray = field(default_factory=lambda: np.zeros(0))  # sorted atom values
+    atom_acf: np.ndarray = field(default_factory=lambda: np.zeros(0))  # of the atom indicator
+    atom_cross_corr: float = 0.0
+    bucket_atom_n_eff: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def bins(self) -> int:
-        return int(self.edges.size + 1)
+        """Number of PSI categories: one per atom, then the continuous bins."""
+        return int(self.atoms.size + self.edges.size + 1)
+
+    @property
+    def has_continuous(self) -> bool:
+        """Whether the training data had values off the atoms to build a CDF from."""
+        return bool(self.bucket_n_eff.sum() > 0)
 
     @property
     def tau(self) -> float:
         """Integrated autocorrelation time 1 + 2 sum rho_k (rows per independent value)."""
         return float(1.0 + 2.0 * self.acf.sum())
 
+    def atom_of(self, values: np.ndarray) -> np.ndarray:
+        """Index of the atom each value equals exactly; -1 for a value of the continuous part."""
+        return atom_index(self.atoms, values)
+
     def bin_index(self, values: np.ndarray) -> np.ndarray:
-        """PSI bin of each value (a value equal to an edge goes to the upper bin)."""
-        return np.searchsorted(self.edges, values, side="right")
+        """PSI category of each value: its atom, else atoms + its continuous bin (a value equal
+        to an edge goes to the upper bin)."""
+        atom = self.atom_of(values)
+        binned = self.atoms.size + np.searchsorted(self.edges, values, side="right")
+        return np.where(atom >= 0, atom, binned)
 
     def expected_shares(self, weights: np.ndarray | None) -> np.ndarray:
-        """Bin shares of the bucket mixture ``weights`` (None: the pooled shares)."""
+        """Category shares of the bucket mixture ``weights`` (None: the pooled shares)."""
         if weights is None:
             return self.shares
         return np.asarray(weights) @ self.bucket_shares
 
     def cdf(self, x: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-        """CDF of the bucket mixture at ``x`` (None: the pooled training CDF)."""
+        """CDF of the continuous part of the bucket mixture at ``x`` (None: pooled); without
+        atoms, the feature's CDF."""
         x = np.asarray(x, dtype=np.float64)
         if weights is None:
             return np.interp(x, self.quantiles, self.levels, left=0.0, right=1.0)
@@ -160,19 +213,37 @@ class FeatureReference:
             out += weights[b] * np.interp(x, q, self.levels, left=0.0, right=1.0)
         return out
 
-    def reference_n_eff(self, weights: np.ndarray | None) -> float:
-        """Effective size of the reference CDF of the mixture: 1 / sum w_b^2 / n_eff_b."""
+    def full_cdf(self, x: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        """CDF of the whole feature (atoms and continuous part) of the bucket mixture at ``x``."""
+        x = np.asarray(x, dtype=np.float64)
+        j = self.atoms.size
+        if j == 0:
+            return self.cdf(x, weights)
+        below = (self.atoms[None, :] <= x[:, None]).astype(np.float64)  # (values, atoms)
         if weights is None:
-            return float(self.bucket_n_eff.sum())
-        w = np.asarray(weights)
-        used = w > 0
-        return float(1.0 / np.sum(w[used] ** 2 / np.maximum(self.bucket_n_eff[used], 1.0)))
+            mass = self.shares[:j]
+            return below @ mass + (1.0 - mass.sum()) * self.cdf(x, None)
+        out = np.zeros_like(x)
+        for b in np.flatnonzero(np.asarray(weights) > 0):
+            mass = self.bucket_shares[b, :j]
+            cont = np.interp(x, self.bucket_quantiles[b], self.levels, left=0.0, right=1.0)
+            out += weights[b] * (below @ mass + (1.0 - mass.sum()) * cont)
+        return out
+
+    def reference_n_eff(self, weights: np.ndarray | None) -> float:
+        """Effective size of the continuous part's reference CDF of the mixture ``weights``."""
+        return mixture_n_eff(self.bucket_n_eff, weights)
+
+    def atom_reference_n_eff(self, weights: np.ndarray | None) -> float:
+        """Effective size of the reference atom shares of the mixture ``weights``."""
+        return mixture_n_eff(self.bucket_atom_n_eff, weights)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "n": self.n,
             "mean": self.mean,
             "std": self.std,
+            "atoms": [float(v) for v in self.atoms],  # exact: live values are matched to them
             "edges": _floats(self.edges),
             "shares": _floats(self.shares),
             "quantiles": _floats(self.quantiles),
@@ -183,10 +254,15 @@ class FeatureReference:
             "acf": _floats(self.acf),
             "tau": float(f"{self.tau:.4g}"),  # informational (derived from acf)
             "cross_corr": self.cross_corr,
+            "atom_acf": _floats(self.atom_acf),
+            "atom_cross_corr": self.atom_cross_corr,
+            "bucket_atom_n_eff": _floats(self.bucket_atom_n_eff),
         }
 
     @classmethod
     def from_dict(cls, name: str, data: dict[str, Any], levels: np.ndarray) -> FeatureReference:
+        """Inverse of ``to_dict``; a format-1 entry (no atom fields) has no atoms."""
+        atoms = np.asarray(data.get("atoms", ()), dtype=np.float64)
         ref = cls(
             name=name,
             n=int(data["n"]),
@@ -202,15 +278,39 @@ class FeatureReference:
             acf=np.asarray(data["acf"], dtype=np.float64),
             cross_corr=float(data["cross_corr"]),
             levels=levels,
+            atoms=atoms,
+            atom_acf=np.asarray(data.get("atom_acf", ()), dtype=np.float64),
+            atom_cross_corr=float(data.get("atom_cross_corr", 0.0)),
+            bucket_atom_n_eff=np.asarray(
+                data.get("bucket_atom_n_eff", np.zeros(len(data["bucket_n"]))), dtype=np.float64
+            ),
         )
-        nb, bins = ref.bucket_shares.shape
-        if ref.shares.shape != (bins,) or ref.edges.shape != (bins - 1,):
-            raise ValueError(f"reference of {name!r}: edges/shares do not match the bins")
-        if ref.bucket_quantiles.shape != (nb, levels.size) or ref.quantiles.shape != levels.shape:
-            raise ValueError(f"reference of {name!r}: quantiles do not match the levels")
-        if ref.bucket_n.shape != (nb,) or ref.bucket_n_eff.shape != (nb,):
-            raise ValueError(f"reference of {name!r}: bucket arrays do not match")
+        ref.check()
         return ref
+
+    def check(self) -> None:
+        """Raise ValueError when the arrays do not fit together."""
+        name = self.name
+        nb, cats = self.bucket_shares.shape
+        if self.shares.shape != (cats,) or cats != self.bins:
+            raise ValueError(f"reference of {name!r}: edges/atoms/shares do not match the bins")
+        if np.any(np.diff(self.atoms) <= 0):
+            raise ValueError(f"reference of {name!r}: atoms must increase strictly")
+        shape = (nb, self.levels.size)
+        if self.bucket_quantiles.shape != shape or self.quantiles.shape != self.levels.shape:
+            raise ValueError(f"reference of {name!r}: quantiles do not match the levels")
+        arrays = (self.bucket_n, self.bucket_n_eff, self.bucket_atom_n_eff)
+        if any(a.shape != (nb,) for a in arrays):
+            raise ValueError(f"reference of {name!r}: bucket arrays do not match")
+
+
+def atom_index(atoms: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index into the sorted ``atoms`` of each value equal to one; -1 for the others."""
+    values = np.asarray(values, dtype=np.float64)
+    if atoms.size == 0:
+        return np.full(values.shape, -1, dtype=np.int64)
+    j = np.minimum(np.searchsorted(atoms, values), atoms.size - 1)
+    return np.where(atoms[j] == values, j, -1).astype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,8 +338,7 @@ class ReferenceStats:
 
     def bucket_weights(self, ts: Any) -> np.ndarray:
         """Share of the rows ``ts`` in each time-of-session bucket."""
-        counts = np.bincount(self.bucket_of(ts), minlength=self.n_buckets).astype(np.float64)
-        return counts / max(counts.sum(), 1.0)
+        return mixture_weights(self.bucket_of(ts), self.n_buckets)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (plain lists and numbers); ``from_dict`` inverts it."""
@@ -255,9 +354,9 @@ class ReferenceStats:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReferenceStats:
-        if int(data.get("format", -1)) != REFERENCE_FORMAT:
+        if int(data.get("format", -1)) not in READABLE_FORMATS:
             raise ValueError(
-                f"reference stats format {data.get('format')!r} is not {REFERENCE_FORMAT}"
+                f"reference stats format {data.get('format')!r} is not one of {READABLE_FORMATS}"
             )
         levels = np.asarray(data["cdf_levels"], dtype=np.float64)
         feats = {
@@ -284,6 +383,36 @@ def _floats(a: np.ndarray) -> list[float]:
 
 
 # --- the builder -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Build:
+    """The options of one reference build, shared by its features."""
+
+    bins: int
+    levels: np.ndarray
+    n_buckets: int
+    max_lag: int
+    min_bucket_rows: int
+    n_tickers: int
+    atom_share: float | None
+    max_atoms: int
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """One feature's finite training values with their bucket, ticker, time and session,
+    sorted by (ticker, ts)."""
+
+    x: np.ndarray
+    bucket: np.ndarray
+    codes: np.ndarray
+    ts_ns: np.ndarray
+    day: np.ndarray
+
+    def subset(self, keep: np.ndarray) -> _Rows:
+        return _Rows(self.x[keep], self.bucket[keep], self.codes[keep], self.ts_ns[keep],
+                     self.day[keep])  # fmt: skip
+
+
 def reference_stats_from_frame(
     features: pd.DataFrame,
     columns: Sequence[str],
@@ -293,16 +422,22 @@ def reference_stats_from_frame(
     max_lag: int = SESSION_MINUTES,
     exclude: Sequence[str] = CALENDAR_FEATURES,
     min_bucket_rows: int = 50,
+    atom_share: float | None = ATOM_SHARE,
+    max_atoms: int = MAX_ATOMS,
 ) -> ReferenceStats:
     """Reference statistics of the training rows ``features`` (a ``create_features`` frame).
 
     ``features`` needs ``ticker``, ``ts`` and ``columns``; pass exactly the rows the model was
     trained on (warm rows of the train segment). Non-finite values are dropped per feature.
     Columns in ``exclude`` (the calendar encodings) are not monitored. A bucket with fewer than
-    ``min_bucket_rows`` values uses the pooled statistics. Deterministic (no sampling).
+    ``min_bucket_rows`` values uses the pooled statistics. A value holding at least
+    ``atom_share`` of a feature's values is an atom (the heaviest ``max_atoms``; None: no atoms,
+    as in format 1). Deterministic (no sampling).
     """
     if bins < 2 or cdf_points < 3 or max_lag < 1:
         raise ValueError("need bins >= 2, cdf_points >= 3, max_lag >= 1")
+    if (atom_share is not None and not 0 < atom_share <= 1) or max_atoms < 0:
+        raise ValueError("need atom_share in (0, 1] (or None) and max_atoms >= 0")
     edges = check_bucket_edges(bucket_edges)
     need = ["ticker", "ts", *columns]
     missing = [c for c in need if c not in features.columns]
@@ -320,8 +455,16 @@ def reference_stats_from_frame(
     buckets = time_bucket(ts, edges)
     local = ts.tz_convert(MARKET_TZ)
     day = np.asarray(local.year * 400 + local.day_of_year, dtype=np.int64)
-    levels = np.linspace(0.0, 1.0, cdf_points)
-    nb = len(edges) - 1
+    build = _Build(
+        bins=bins,
+        levels=np.linspace(0.0, 1.0, cdf_points),
+        n_buckets=len(edges) - 1,
+        max_lag=max_lag,
+        min_bucket_rows=min_bucket_rows,
+        n_tickers=len(uniques),
+        atom_share=atom_share,
+        max_atoms=max_atoms,
+    )
 
     out: dict[str, FeatureReference] = {}
     for name in cols:
@@ -329,82 +472,132 @@ def reference_stats_from_frame(
         ok = np.isfinite(x)
         if ok.sum() < max(2 * bins, 20):
             raise ValueError(f"too few finite training values for feature {name!r}")
-        out[name] = _feature_reference(
-            name, x[ok], buckets[ok], codes[ok], ts_ns[ok], day[ok], bins, levels, nb,
-            max_lag, min_bucket_rows, len(uniques),
-        )  # fmt: skip
+        rows = _Rows(x, buckets, codes, ts_ns, day).subset(ok)
+        out[name] = _feature_reference(name, rows, build)
     return ReferenceStats(
         features=out,
         bucket_edges=edges,
-        levels=levels,
+        levels=build.levels,
         n_rows=len(features),
         n_tickers=len(uniques),
         excluded=tuple(c for c in columns if c in set(exclude)),
     )
 
 
-def _feature_reference(
-    name: str,
-    x: np.ndarray,
-    bucket: np.ndarray,
-    codes: np.ndarray,
-    ts_ns: np.ndarray,
-    day: np.ndarray,
-    bins: int,
-    levels: np.ndarray,
-    nb: int,
-    max_lag: int,
-    min_bucket_rows: int,
-    n_tickers: int,
-) -> FeatureReference:
-    edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
-    n_bins = edges.size + 1
-    bin_idx = np.searchsorted(edges, x, side="right")
-    pooled_counts = np.bincount(bin_idx, minlength=n_bins)
-    pooled_shares = _smoothed(pooled_counts)
-    pooled_q = np.quantile(x, levels)
+def find_atoms(x: np.ndarray, share: float | None, max_atoms: int) -> np.ndarray:
+    """The values holding at least ``share`` of ``x`` each (the heaviest ``max_atoms``), sorted."""
+    if share is None or x.size == 0 or max_atoms == 0:
+        return np.zeros(0)
+    values, counts = np.unique(x, return_counts=True)
+    heavy = np.flatnonzero(counts >= share * x.size)
+    heaviest = heavy[np.argsort(-counts[heavy], kind="stable")[:max_atoms]]
+    return np.sort(values[heaviest])
 
-    bucket_n = np.bincount(bucket, minlength=nb)
-    bucket_shares = np.tile(pooled_shares, (nb, 1))
-    bucket_q = np.tile(pooled_q, (nb, 1))
-    own = bucket_n >= min_bucket_rows
-    u = np.empty_like(x)
-    for b in range(nb):
-        sel = bucket == b
-        if own[b]:
-            bucket_shares[b] = _smoothed(np.bincount(bin_idx[sel], minlength=n_bins))
-            bucket_q[b] = np.quantile(x[sel], levels)
-        u[sel] = np.interp(x[sel], bucket_q[b], levels)
 
-    acf = _pooled_acf(u, codes, max_lag)
-    cross = _cross_correlation(u, codes, ts_ns, n_tickers)
-    design = 1.0 + (n_tickers - 1) * cross
-    # Effective rows per bucket: each (ticker, session, bucket) block is a run of consecutive rows.
-    block = pd.DataFrame({"c": codes, "d": day, "b": bucket}).groupby(["b", "c", "d"]).size()
-    lengths = block.to_numpy()
-    uniq, inv = np.unique(lengths, return_inverse=True)
-    block_eff = np.asarray(effective_size(uniq, acf))[inv]
-    bucket_n_eff = (
-        np.bincount(block.index.get_level_values("b").to_numpy(), weights=block_eff, minlength=nb)
-        / design
+def _feature_reference(name: str, rows: _Rows, build: _Build) -> FeatureReference:
+    atoms = find_atoms(rows.x, build.atom_share, build.max_atoms)
+    atom = atom_index(atoms, rows.x)
+    cont = rows.subset(atom < 0)
+    nb = build.n_buckets
+    bucket_n = np.bincount(rows.bucket, minlength=nb)
+    own = bucket_n >= build.min_bucket_rows
+    edges = (
+        np.unique(np.quantile(cont.x, np.linspace(0.0, 1.0, build.bins + 1)[1:-1]))
+        if cont.x.size
+        else np.zeros(0)
     )
-    bucket_n_eff = np.where(own, bucket_n_eff, bucket_n_eff.sum())
-    return FeatureReference(
+    category = np.where(atom >= 0, atom, atoms.size + np.searchsorted(edges, rows.x, "right"))
+    shares, bucket_shares = _category_shares(category, rows.bucket, atoms.size + edges.size + 1,
+                                             own)  # fmt: skip
+    quantiles, bucket_q, acf, cross, bucket_n_eff = _continuous_part(cont, build)
+    atom_acf, atom_cross, atom_n_eff = _atom_part(atom >= 0, rows, own, build)
+    ref = FeatureReference(
         name=name,
-        n=int(x.size),
-        mean=float(x.mean()),
-        std=float(x.std()),
+        n=int(rows.x.size),
+        mean=float(rows.x.mean()),
+        std=float(rows.x.std()),
         edges=edges,
-        shares=pooled_shares,
-        quantiles=pooled_q,
+        shares=shares,
+        quantiles=quantiles,
         bucket_shares=bucket_shares,
         bucket_quantiles=bucket_q,
         bucket_n=bucket_n.astype(np.int64),
         bucket_n_eff=bucket_n_eff,
         acf=acf,
         cross_corr=cross,
-        levels=levels,
+        levels=build.levels,
+        atoms=atoms,
+        atom_acf=atom_acf,
+        atom_cross_corr=atom_cross,
+        bucket_atom_n_eff=atom_n_eff,
     )
+    ref.check()
+    return ref
+
+
+def _category_shares(
+    category: np.ndarray, bucket: np.ndarray, n_categories: int, own: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed pooled and per-bucket shares of the PSI categories (pooled where not ``own``)."""
+    pooled = _smoothed(np.bincount(category, minlength=n_categories))
+    per_bucket = np.tile(pooled, (own.size, 1))
+    for b in np.flatnonzero(own):
+        per_bucket[b] = _smoothed(np.bincount(category[bucket == b], minlength=n_categories))
+    return pooled, per_bucket
+
+
+def _continuous_part(
+    rows: _Rows, build: _Build
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
+    """Quantiles (pooled, per bucket), acf, cross-correlation and effective rows per bucket of
+    the values off the atoms; all zero when there are none."""
+    levels, nb = build.levels, build.n_buckets
+    if rows.x.size == 0:
+        return np.zeros(levels.size), np.zeros((nb, levels.size)), np.zeros(0), 0.0, np.zeros(nb)
+    pooled_q = np.quantile(rows.x, levels)
+    bucket_q = np.tile(pooled_q, (nb, 1))
+    own = np.bincount(rows.bucket, minlength=nb) >= build.min_bucket_rows
+    u = np.empty_like(rows.x)
+    for b in range(nb):
+        sel = rows.bucket == b
+        if own[b]:
+            bucket_q[b] = np.quantile(rows.x[sel], levels)
+        u[sel] = np.interp(rows.x[sel], bucket_q[b], levels)
+    acf = _pooled_acf(u, rows.codes, build.max_lag)
+    cross = _cross_correlation(u, rows.codes, rows.ts_ns, build.n_tickers)
+    return pooled_q, bucket_q, acf, cross, _bucket_n_eff(rows, acf, cross, own, build)
+
+
+def _atom_part(
+    is_atom: np.ndarray, rows: _Rows, own: np.ndarray, build: _Build
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """acf, cross-correlation and effective rows per bucket of the indicator "is an atom"
+    minus its bucket's rate (the intraday pattern of the rate is not persistence)."""
+    nb = build.n_buckets
+    if not is_atom.any():
+        return np.zeros(0), 0.0, np.zeros(nb)
+    hit = is_atom.astype(np.float64)
+    count = np.bincount(rows.bucket, minlength=nb)
+    rate = np.where(own, np.bincount(rows.bucket, hit, nb) / np.maximum(count, 1), hit.mean())
+    resid = hit - rate[rows.bucket]
+    acf = _pooled_acf(resid, rows.codes, build.max_lag)
+    cross = _cross_correlation(resid, rows.codes, rows.ts_ns, build.n_tickers)
+    return acf, cross, _bucket_n_eff(rows, acf, cross, own, build)
+
+
+def _bucket_n_eff(
+    rows: _Rows, acf: np.ndarray, cross: float, own: np.ndarray, build: _Build
+) -> np.ndarray:
+    """Effective rows per bucket: each (ticker, session, bucket) block is a run of consecutive
+    rows, deflated by the design effect of the cross-correlation; pooled where not ``own``."""
+    design = 1.0 + (build.n_tickers - 1) * cross
+    block = pd.DataFrame({"c": rows.codes, "d": rows.day, "b": rows.bucket})
+    block = block.groupby(["b", "c", "d"]).size()
+    uniq, inv = np.unique(block.to_numpy(), return_inverse=True)
+    block_eff = np.asarray(effective_size(uniq, acf))[inv]
+    b = block.index.get_level_values("b").to_numpy()
+    n_eff = np.bincount(b, weights=block_eff, minlength=build.n_buckets) / design
+    return np.where(own, n_eff, n_eff.sum())
 
 
 def _smoothed(counts: np.ndarray, alpha: float = SHARE_SMOOTHING) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 An evaluation at time T (a multiple of ``step_minutes`` on the wall clock: 09:40, 09:50, ...)
 sees the bars that have *completed* by T, i.e. rows with ts in [T - window_minutes, T) (a bar's
-ts is the start of its minute). This is what the sensor does live every ``step_minutes``; the
-replay lets tests and the calibration benchmark run the identical code over history.
+ts is the start of its minute), widened back within the session when that holds fewer than
+``min_rows`` rows (``drift.window``: the same rule the live monitor applies). This is what the
+sensor does live every ``step_minutes``; the replay lets tests and the calibration benchmark run
+the identical code over history.
 """
 
 from __future__ import annotations
@@ -19,15 +21,14 @@ from quant_assets.drift.reference import ConceptBaseline, ReferenceStats
 from quant_assets.drift.report import DriftReport, evaluate_window
 from quant_assets.drift.severity import DriftDecision, DriftState, advance
 from quant_assets.drift.thresholds import DriftThresholds
+from quant_assets.drift.window import NS_PER_MINUTE, session_opens, window_positions
 from quant_assets.market.calendar import utc_index
-
-_NS_PER_MINUTE = 60_000_000_000
 
 
 def evaluation_times(ts: Any, step_minutes: int) -> pd.DatetimeIndex:
     """The evaluation times T that close a step containing at least one row of ``ts``."""
     idx = utc_index(ts).as_unit("ns")
-    step = step_minutes * _NS_PER_MINUTE
+    step = step_minutes * NS_PER_MINUTE
     ends = np.unique(idx.asi8 // step * step + step)
     return pd.DatetimeIndex(ends.astype("datetime64[ns]"), tz="UTC")
 
@@ -37,8 +38,11 @@ def rolling_windows(
     window_minutes: int = 60,
     step_minutes: int = 10,
     times: Any = None,
+    min_rows: int = 1,
 ) -> Iterator[tuple[pd.Timestamp, np.ndarray]]:
-    """(T, positional row indices of ``features`` with ts in [T - window, T)) for each T.
+    """(T, positional row indices of ``features`` in the live window ending at T) for each T,
+    in time order: [T - window, T), widened back within T's session to ``min_rows`` rows
+    (``drift.window``; the default 1 never widens a window that has a row).
 
     ``times`` defaults to ``evaluation_times(features.ts, step_minutes)``.
     """
@@ -47,10 +51,9 @@ def rolling_windows(
     sorted_ts = ts[order]
     when = evaluation_times(features["ts"], step_minutes) if times is None else times
     when = utc_index(when).as_unit("ns")
-    span = window_minutes * _NS_PER_MINUTE
-    for t, t_ns in zip(when, when.asi8, strict=True):
-        lo = np.searchsorted(sorted_ts, t_ns - span, side="left")
-        hi = np.searchsorted(sorted_ts, t_ns, side="left")
+    opens = session_opens(when)
+    for t, t_ns, open_ns in zip(when, when.asi8, opens, strict=True):
+        lo, hi = window_positions(sorted_ts, int(t_ns), int(open_ns), window_minutes, min_rows)
         yield t, order[lo:hi]
 
 
@@ -79,12 +82,13 @@ def replay(
         raise ValueError("probs must have one row per feature row")
     st = state or DriftState()
     out: list[ReplayStep] = []
-    for t, rows in rolling_windows(features, th.window_minutes, th.step_minutes, times):
+    windows = rolling_windows(features, th.window_minutes, th.step_minutes, times, th.min_rows)
+    for t, rows in windows:
         window = features.iloc[rows]
         report = evaluate_window(
             window, reference, th, None if probs is None else probs[rows], baseline, t
         )
-        decision = advance(st, report.level, t, th)
+        decision = advance(st, report.level, t, th, note=report.reason)
         st = decision.state
         out.append(ReplayStep(t, report, decision))
     return out

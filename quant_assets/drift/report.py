@@ -1,11 +1,12 @@
 """Evaluate one live window -> ``DriftReport``: per-feature PSI / KS, share drifted, concept, level.
 
 ``evaluate_window(features, reference, thresholds, probs, baseline)`` takes the window's rows of
-a ``create_features`` frame (``ticker``, ``ts`` and the monitored columns; any tickers) and,
-optionally, the class probabilities the champion gave in that window. Each feature is tested on
-the whole window (the last hour) and on its newest ``recent_minutes`` (20); it counts as drifted
-if either test says so. The hour gives power for slow changes, the recent part a detection delay
-of ~20 minutes instead of ~50 (a shift fills a 60-minute window only slowly).
+a ``create_features`` frame (``ticker``, ``ts`` and the monitored columns; any tickers; chosen by
+``drift.window``) and, optionally, the class probabilities the champion gave in that window.
+Fewer than ``min_rows`` rows: level None, "not evaluated (n rows < min_rows)". Each feature is
+tested on the whole window (the last hour) and on its newest ``recent_minutes`` (20); it counts
+as drifted if either test says so. The hour gives power for slow changes, the recent part a
+detection delay of ~20 minutes instead of ~50 (a shift fills a 60-minute window only slowly).
 
 The report renders as a markdown table (``to_markdown``), a JSON-ready dict (``to_dict``) and a
 PNG (``write_chart``); ``plot_history`` draws a sequence of reports and decisions (the chart
@@ -55,6 +56,15 @@ class DriftReport:
         return self.level is not None
 
     @property
+    def widened(self) -> bool:
+        """Whether the window reaches further back than ``window_minutes`` before evaluated_at
+        (widened within the session to meet ``min_rows``, ``drift.window``)."""
+        if self.evaluated_at is None or self.window_start is None:
+            return False
+        span = pd.Timedelta(minutes=self.thresholds.window_minutes)
+        return bool(self.window_start < self.evaluated_at - span)
+
+    @property
     def drifted_features(self) -> tuple[str, ...]:
         """Features drifted in the whole window or in its recent part."""
         recent = {f.name for f in self.recent if f.drifted}
@@ -69,6 +79,7 @@ class DriftReport:
                 "window_end": _iso(self.window_end),
                 "n_rows": self.n_rows,
                 "n_tickers": self.n_tickers,
+                "widened": self.widened,
                 "share_drifted": self.share_drifted,
                 "drifted_features": list(self.drifted_features),
                 "data_level": self.data_level,
@@ -82,28 +93,41 @@ class DriftReport:
         )
 
     def to_markdown(self) -> str:
-        """A summary line and one table row per feature (PSI, band, KS D, p raw / p eff)."""
+        """A summary line and one table row per feature (PSI, band, KS D, p raw / p eff, the
+        atoms' live / expected share and p)."""
+        th = self.thresholds
+        widened = (
+            f" (widened within the session beyond {th.window_minutes} min to reach "
+            f"{th.min_rows} rows)"
+            if self.widened
+            else ""
+        )
         lines = [
             f"**Drift level: {self.level or 'not evaluated'}** — {self.reason}",
             "",
-            f"Window {_iso(self.window_start)} .. {_iso(self.window_end)}: {self.n_rows} rows, "
-            f"{self.n_tickers} tickers; share of features drifted {self.share_drifted:.2f} "
-            f"(warn ≥ {self.thresholds.share_warn:.2f}, severe ≥ "
-            f"{self.thresholds.share_severe:.2f}).",
+            f"Window {_iso(self.window_start)} .. {_iso(self.window_end)}{widened}: "
+            f"{self.n_rows} rows, {self.n_tickers} tickers; share of features drifted "
+            f"{self.share_drifted:.2f} (warn ≥ {th.share_warn:.2f}, severe ≥ "
+            f"{th.share_severe:.2f}).",
             "",
             f"| feature | n | n_eff | PSI | band | KS D | p (textbook) | p (effective) | "
-            f"PSI {self.thresholds.recent_minutes} min | p eff {self.thresholds.recent_minutes} min"
-            " | drifted |",
-            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|:---:|",
+            f"atoms live / ref | p atoms | PSI {th.recent_minutes} min | "
+            f"p eff {th.recent_minutes} min | drifted |",
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|:---:|",
         ]
         recent = {f.name: f for f in self.recent}
         drifted = set(self.drifted_features)
         for f in self.features:
             r = recent.get(f.name)
             tail = "| |" if r is None else f"| {r.psi:.3f} | {r.p_eff:.2g} |"
+            atoms = (
+                "| |"
+                if not np.isfinite(f.atom_share_ref)
+                else f"| {f.atom_share:.2f} / {f.atom_share_ref:.2f} | {f.p_atoms:.2g} |"
+            )
             lines.append(
                 f"| {f.name} | {f.n} | {f.n_eff:.1f} | {f.psi:.3f} | {f.psi_band} | "
-                f"{f.ks_stat:.3f} | {f.p_raw:.2g} | {f.p_eff:.2g} {tail} "
+                f"{f.ks_stat:.3f} | {f.p_raw:.2g} | {f.p_eff:.2g} {atoms} {tail} "
                 f"{'yes' if f.name in drifted else ''} |"
             )
         if self.concept is not None:
@@ -179,7 +203,8 @@ def evaluate_window(
     """Drift of the live rows ``features`` (and predictions ``probs``) against the bundle.
 
     Features with fewer than ``min_rows`` finite values are reported but left out of the share;
-    concept drift needs ``probs`` with at least ``min_rows`` rows and a ``baseline``.
+    concept drift needs ``probs`` with at least ``min_rows`` rows and a ``baseline``. With
+    neither, the level is None and the reason "not evaluated (n rows < min_rows)".
     """
     th = thresholds or DriftThresholds()
     missing = [c for c in ("ticker", "ts", *reference.columns) if c not in features.columns]
@@ -189,11 +214,12 @@ def evaluate_window(
     codes, tickers = pd.factorize(features["ticker"].astype("string"))
     values = {n: features[n].to_numpy(dtype=np.float64) for n in reference.columns}
 
+    buckets = reference.bucket_of(ts) if th.time_of_day_reference else None
+
     def test(rows: np.ndarray | slice) -> tuple[FeatureDrift, ...]:
-        sub = ts[rows]
-        weights = reference.bucket_weights(sub) if th.time_of_day_reference and len(sub) else None
+        b = None if buckets is None else buckets[rows]
         return tuple(
-            feature_drift(ref, values[name][rows], codes[rows], weights, th)
+            feature_drift(ref, values[name][rows], codes[rows], b, th)
             for name, ref in reference.features.items()
         )
 
@@ -226,9 +252,10 @@ def evaluate_window(
         if data_level is None and concept_level is None
         else max_level(data_level, concept_level)
     )
+    why = _not_evaluated(len(features), max((f.n for f in drifts), default=0), th.min_rows)
     parts = []
     if data_level is None:
-        parts.append(f"data not evaluated ({len(features)} rows < {th.min_rows})")
+        parts.append(f"data {why}")
     else:
         n_drift = sum(flags)
         parts.append(
@@ -236,6 +263,7 @@ def evaluate_window(
         )
     if concept is not None:
         parts.append(f"concept {concept.level}: |z| {concept.score:.1f} ({concept.direction})")
+    reason = why if level is None else "; ".join(parts)
     end = None if len(ts) == 0 else ts.max()
     return DriftReport(
         evaluated_at=None if evaluated_at is None else _utc(evaluated_at),
@@ -249,9 +277,16 @@ def evaluate_window(
         data_level=data_level,
         concept=concept,
         level=level,
-        reason="; ".join(parts),
+        reason=reason,
         thresholds=th,
     )
+
+
+def _not_evaluated(rows: int, finite: int, min_rows: int) -> str:
+    """Why a window's data was not evaluated: too few rows, or too few finite values."""
+    if rows < min_rows:
+        return f"not evaluated ({rows} rows < {min_rows})"
+    return f"not evaluated ({finite} finite values per feature at most < {min_rows})"
 
 
 def plot_history(

@@ -10,7 +10,8 @@ Rules (in this order, for an evaluation at time ``at`` with level ``level``):
    window must not count twice): no rollback, state unchanged.
 2. If ``model_version`` is given and differs from the last one seen, the severe streak restarts
    (the reference statistics changed with the model).
-3. ``level`` None (the window had too few rows) neither extends nor breaks any streak.
+3. ``level`` None (not evaluated: the session so far had fewer than ``min_rows`` rows; ``note``,
+   the report's reason, says how many) neither extends nor breaks any streak.
    ``severe`` extends the severe streak; ``warn`` / ``none`` resets it to 0. ``none`` extends
    the clear streak, anything else resets it; K consecutive ``none`` evaluations *re-arm* the
    monitor after a rollback (hysteresis: the drift must be gone, not merely dip below severe).
@@ -139,8 +140,11 @@ def advance(
     at: Any,
     thresholds: DriftThresholds,
     model_version: str | None = None,
+    note: str | None = None,
 ) -> DriftDecision:
-    """One step of the decision state machine (see the module docstring for the rules)."""
+    """One step of the decision state machine (see the module docstring for the rules);
+    ``note`` (why a window was not evaluated, e.g. "not evaluated (12 rows < 30)") goes into
+    the reason when ``level`` is None."""
     if level is not None and level not in LEVELS:
         raise ValueError(f"unknown drift level {level!r}")
     now = _ts(at)
@@ -173,7 +177,7 @@ def advance(
 
     rollback = level == "severe" and streak >= k and armed and not in_cooldown
     if level is None:
-        reason = "not evaluated (too few rows); streak unchanged"
+        reason = f"{note or 'not evaluated (too few rows)'}; streak unchanged"
     elif level != "severe":
         reason = f"{level}: no severe drift"
         if armed and not state.armed:

@@ -13,10 +13,10 @@ Time grid
 
 Randomness
     Each ticker has its own streams: ``SeedSequence(seed, spawn_key=ticker bytes)`` spawns one
-    child per quantity (parameters, returns, highs, lows, gaps, volume, missing minutes, halts).
-    Adding a ticker does not change the others; the same config gives identical frames; changing
-    ``signal``, the regime or ``missing_rate`` does not change the noise draws (common random
-    numbers).
+    child per quantity (parameters, returns, highs, lows, gaps, volume, missing minutes, halts,
+    trades). Adding a ticker does not change the others; the same config gives identical frames;
+    changing ``signal``, the regime, ``missing_rate`` or ``liquidity`` does not change the noise
+    draws (common random numbers).
 
 Per-ticker parameters (drawn from the ticker's parameter stream)
     start price p0 ~ log-uniform[20, 500]; annual volatility a ~ U[0.18, 0.45];
@@ -69,6 +69,31 @@ Missing minutes and halts
     minutes inside one session. The source has no bar there; the economic path continues
     underneath. ``halts`` returns (first missing minute, end exclusive) pairs.
 
+Liquidity (``liquidity``: one ``Liquidity`` for every ticker, or a mapping ticker -> ``Liquidity``;
+tickers not named trade like the default ``Liquidity()``, which is the liquid market above, bit
+for bit: no trade draw, no rounding)
+    traded share s (``Liquidity.traded``): trades arrive as a Poisson process whose intensity
+                   follows the volume shape, lambda v(i, n) per minute, so minute i trades with
+                   probability P_i = 1 - exp(-lambda v(i, n)) (more often at the open and the
+                   close, as real thin tickers do); lambda is solved (bisection) so that P_i
+                   averages s over a full 390-minute session. A minute without a trade has no
+                   bar, exactly like a missing minute (``missing_minutes`` lists it); the path
+                   continues underneath, so the close of a traded minute is the price at that
+                   time and the next traded bar's return spans the gap. A traded minute's volume
+                   is the model's volume of that minute (a thin ticker's daily volume is about s
+                   times the liquid one's). The draws come from their own stream.
+    tick (``Liquidity.tick_bps``): raw prices are quotes on a grid of tick = tick_bps 1e-4 p0
+                   (a fixed amount of money for the ticker's whole history, like a real $0.01
+                   tick; expressed relative to the start price p0 so that its size against the
+                   volatility does not depend on the drawn price): raw open, high, low and close
+                   are rounded to the nearest tick (at least one tick). Rounding is monotone, so
+                   low <= min(open, close) <= max(open, close) <= high still holds, and a minute
+                   whose close rounds to the previous bar's close has a log return of exactly
+                   zero (traded 0.25, tick_bps 20: 30-70 % of 1-minute returns, by volatility). The
+                   economic X behind the bars becomes raw / k, so every ground-truth relation
+                   below holds for the rounded bars; dividends use the rounded last close. The
+                   planted signal m is computed from the unrounded path.
+
 Corporate actions (``corporate_actions=True``; ``N`` = number of sessions, index 0 = first)
     - tickers[0]: 2:1 split on session index max(5, int(0.40 N));
     - tickers[1]: 3:1 split on session index max(5, int(0.65 N));
@@ -105,6 +130,7 @@ Ground truth (independent of any adjustment code)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -152,12 +178,39 @@ SPLIT_PLAN: dict[int, tuple[float, float]] = {0: (2.0, 0.40), 1: (3.0, 0.65)}  #
 DIVIDEND_FIRST, DIVIDEND_STAGGER, DIVIDEND_SPREAD, DIVIDEND_EVERY = 10, 7, 40, 63
 
 _MINUTE_NS = 60_000_000_000
-_STREAMS = ("params", "returns", "highs", "lows", "gaps", "volume", "missing", "halts")
+# New streams go at the end: SeedSequence.spawn(n)[i] does not depend on n, so the others keep
+# their draws.
+_STREAMS = ("params", "returns", "highs", "lows", "gaps", "volume", "missing", "halts", "trades")
+_BPS = 1e-4
+_INTENSITY_STEPS = 200  # bisection steps for the trade intensity (to float precision)
+
+
+@dataclass(frozen=True)
+class Liquidity:
+    """How one ticker trades (module docstring, "Liquidity"); the default is the liquid market."""
+
+    traded: float = 1.0  # share of session minutes with a trade (a bar), in (0, 1]
+    tick_bps: float = 0.0  # price tick in basis points of the start price; 0: no rounding
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.traded) and 0.0 < self.traded <= 1.0):
+            raise ValueError(f"Liquidity.traded must be in (0, 1], not {self.traded}")
+        if not (math.isfinite(self.tick_bps) and self.tick_bps >= 0.0):
+            raise ValueError(f"Liquidity.tick_bps must be >= 0, not {self.tick_bps}")
+
+
+# One spec for every ticker, or per ticker (a mapping; the config stores it as sorted pairs).
+LiquiditySetting = Liquidity | Mapping[str, Liquidity] | tuple[tuple[str, Liquidity], ...]
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Everything that determines a synthetic market (same config -> identical data)."""
+    """Everything that determines a synthetic market (same config -> identical data).
+
+    ``liquidity`` is one ``Liquidity`` for every ticker or a mapping ticker -> ``Liquidity``
+    (stored as a sorted tuple of pairs, so the config stays hashable; unnamed tickers get the
+    default ``Liquidity()``, the liquid market).
+    """
 
     seed: int = 7
     tickers: tuple[str, ...] = DEFAULT_TICKERS
@@ -170,6 +223,18 @@ class SyntheticConfig:
     regime_vol_multiplier: float = 3.0
     regime_drift: float = 0.01
     corporate_actions: bool = True
+    liquidity: LiquiditySetting = Liquidity()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.liquidity, Mapping):
+            pairs = tuple(sorted(self.liquidity.items()))
+            object.__setattr__(self, "liquidity", pairs)
+
+    def liquidity_of(self, ticker: str) -> Liquidity:
+        """The ``Liquidity`` of one ticker."""
+        if isinstance(self.liquidity, Liquidity):
+            return self.liquidity
+        return dict(self.liquidity).get(ticker, Liquidity())
 
 
 @dataclass(frozen=True)
@@ -185,6 +250,7 @@ class _Path:
     k_div: np.ndarray  # per session, dividend part of k
     k_split: np.ndarray  # per session, split part of k (1 / prod r)
     split_mult: np.ndarray  # per session, prod of split ratios so far
+    tick: float  # raw price tick in money (0: prices are not rounded)
     splits: pd.DataFrame = field(repr=False)
     dividends: pd.DataFrame = field(repr=False)
 
@@ -323,7 +389,7 @@ class SyntheticMarket:
         rows = rows[path.observed[rows]]
         if len(rows) == 0:
             return empty_bars()
-        raw = path.econ[:, rows] * path.k_total[self._session_id[rows]]
+        raw = _on_tick(path.econ[:, rows] * path.k_total[self._session_id[rows]], path.tick)
         return self._frame(ticker, rows, *raw, path.volume[rows])
 
     def get_splits(
@@ -373,7 +439,7 @@ class SyntheticMarket:
     def missing_minutes(
         self, ticker: str, start: pd.Timestamp, end: pd.Timestamp
     ) -> pd.DatetimeIndex:
-        """Session minutes in [start, end) with no bar (random no-trade minutes and halts)."""
+        """Session minutes in [start, end) with no bar (no-trade minutes, thin trading, halts)."""
         path, rows = self._rows(ticker, start, end)
         return self._index(rows[~path.observed[rows]])
 
@@ -416,6 +482,17 @@ class SyntheticMarket:
             raise ValueError("signal and regime_drift must be finite")
         if c.regime_shift_at is not None:
             _utc(c.regime_shift_at, "regime_shift_at")
+        self._validate_liquidity()
+
+    def _validate_liquidity(self) -> None:
+        setting = self.config.liquidity
+        if isinstance(setting, Liquidity):
+            return
+        for ticker, spec in setting:
+            if ticker not in self.config.tickers:
+                raise ValueError(f"liquidity names {ticker!r}, which is not a simulated ticker")
+            if not isinstance(spec, Liquidity):
+                raise ValueError(f"liquidity of {ticker!r} must be a Liquidity, not {spec!r}")
 
     def _rows(
         self, ticker: str, start: pd.Timestamp, end: pd.Timestamp
@@ -510,6 +587,10 @@ class SyntheticMarket:
         observed = rng["missing"].random(n_min) >= cfg.missing_rate
         halted = self._draw_halts(rng["halts"])
         observed &= ~halted
+        liquidity = cfg.liquidity_of(ticker)
+        if liquidity.traded < 1.0:
+            observed &= rng["trades"].random(n_min) < self._trade_probability(liquidity.traded)
+        tick = liquidity.tick_bps * _BPS * p0
 
         o, h, lo, c, m = _simulate(
             math.log(p0), eps, u_hi, u_lo, gap_eps, gap_sd, sigma, drift, pos, observed,
@@ -535,10 +616,14 @@ class SyntheticMarket:
                     continue
                 prev_sess = self._session_id[last]
                 close_raw = econ[3, last] * (k_split[prev_sess] * k_div[prev_sess])  # == raw close
+                close_raw = float(_on_tick(close_raw, tick))  # the quoted close
                 amount = div_yield * close_raw
                 k_div[s:] *= 1.0 - amount / close_raw
                 div_rows.append((self._sessions[s], amount))
         k_total = k_split * k_div
+        if tick > 0.0:  # quotes on the tick grid; X follows them so the ground truth holds
+            k_minute = k_total[self._session_id]
+            econ = _on_tick(econ * k_minute, tick) / k_minute
         shares = (dollar_volume / p0) * _volume_shape(pos, n_of)
         shares = shares * np.exp(VOLUME_NOISE_SD * vol_noise - 0.5 * VOLUME_NOISE_SD**2)
         shares = shares * (1.0 + VOLUME_SHOCK_LOAD * np.abs(eps)) * np.sqrt(mult)
@@ -565,8 +650,13 @@ class SyntheticMarket:
         return _Path(
             volume=volume, econ=econ, m=m,
             observed=observed, halted=halted, k_total=k_total, k_div=k_div, k_split=k_split,
-            split_mult=split_mult, splits=splits, dividends=dividends,
+            split_mult=split_mult, tick=tick, splits=splits, dividends=dividends,
         )  # fmt: skip
+
+    def _trade_probability(self, traded: float) -> np.ndarray:
+        """P(a minute has a trade) = 1 - exp(-lambda v(i, n)), averaging ``traded`` per session."""
+        lam = _trade_intensity(traded)
+        return -np.expm1(-lam * _volume_shape(self._pos, self._n_of_minute))
 
     def _draw_halts(self, rng: np.random.Generator) -> np.ndarray:
         """A mask of halted minutes: Poisson many runs of 5..20 minutes, each inside one session."""
@@ -616,6 +706,35 @@ def _vol_shape(pos: np.ndarray, n: np.ndarray | int) -> np.ndarray:
         + VOL_OPEN_AMP * np.exp(-pos / VOL_OPEN_DECAY)
         + VOL_CLOSE_AMP * np.exp(-(n - 1 - pos) / VOL_CLOSE_DECAY)
     )
+
+
+def _on_tick(prices: np.ndarray | float, tick: float) -> np.ndarray:
+    """Prices rounded to the nearest multiple of ``tick`` (at least one tick); 0: unchanged.
+
+    Idempotent (a price on the grid maps to the same float), so re-rounding raw = X k gives the
+    quote exactly.
+    """
+    if tick <= 0.0:
+        return np.asarray(prices)
+    return np.maximum(np.rint(np.asarray(prices) / tick), 1.0) * tick
+
+
+def _trade_intensity(traded: float) -> float:
+    """lambda with mean_i (1 - exp(-lambda v(i, 390))) = ``traded`` (bisection; deterministic)."""
+    shape = _volume_shape(np.arange(SESSION_MINUTES), SESSION_MINUTES)
+
+    def share(lam: float) -> float:
+        return float(np.mean(-np.expm1(-lam * shape)))
+
+    lo, hi = 0.0, 1.0
+    while share(hi) < traded:
+        hi *= 2.0
+    for _ in range(_INTENSITY_STEPS):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if share(mid) < traded else (lo, mid)
+        if hi - lo <= 1e-15 * hi:
+            break
+    return 0.5 * (lo + hi)
 
 
 def _volume_shape(pos: np.ndarray, n: np.ndarray | int) -> np.ndarray:

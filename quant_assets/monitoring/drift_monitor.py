@@ -8,9 +8,11 @@ Two steps, each a Dagster asset run every 10 minutes in market hours (no Dagster
   (total-return adjusted, rebuilt before each open when an action arrives), the current session
   from raw ``price_data`` (its bars need no factor until a later ex-date), and the same
   ``create_features`` runs as in training (train/serve parity).
-* ``evaluate_drift``: the window's features and stored predictions against the champion's
-  training reference (``drift``: PSI and autocorrelation-aware KS per feature by time of
-  session, confidence and entropy against the validation baseline), then the severity state
+* ``evaluate_drift``: the window's features and stored predictions (the last hour, widened
+  back within the session to ``min_rows`` rows: ``drift.window``, the rule the replay uses too)
+  against the champion's training reference (``drift``: PSI and autocorrelation-aware KS per
+  feature by time of session, atoms such as zero returns by their shares, confidence and
+  entropy against the validation baseline), then the severity state
   machine, whose state is the newest row of ``drift_reports`` (``previous_state``), decides
   whether to roll back; the evaluation is stored there (``store_evaluation``).
 
@@ -33,6 +35,7 @@ from quant_assets.drift.reference import ConceptBaseline, ReferenceStats
 from quant_assets.drift.report import DriftReport, evaluate_window
 from quant_assets.drift.severity import DriftDecision, DriftState, advance
 from quant_assets.drift.thresholds import DriftThresholds
+from quant_assets.drift.window import live_window, read_start
 from quant_assets.features.indicators import create_features
 from quant_assets.features.spec import FeatureSpec
 from quant_assets.market import calendar
@@ -105,16 +108,19 @@ def evaluate_drift(
     thresholds: DriftThresholds,
 ) -> DriftEvaluation:
     """Evaluate the window ending at ``end`` against ``bundle``; decide; store the evaluation."""
-    start = end - pd.Timedelta(minutes=thresholds.window_minutes)
+    first = read_start(end, thresholds)  # the session's open: the window may widen back to it
     reference = ReferenceStats.from_dict(bundle.reference_stats)
     baseline = ConceptBaseline.from_dict(bundle.validation_baseline)
-    features = window_features(engine, tickers, start, end, bundle.feature_spec)
-    preds = read_predictions(engine, bundle.name, start, end)
-    window = features.merge(preds, on=["ticker", "ts"], how="inner")
+    features = window_features(engine, tickers, first, end, bundle.feature_spec)
+    preds = read_predictions(engine, bundle.name, first, end)
+    scored = features.merge(preds, on=["ticker", "ts"], how="inner")
+    start, rows = live_window(scored, end, thresholds)
+    window = scored.iloc[rows].reset_index(drop=True)
     probs = window[list(PROBABILITY_COLUMNS)].to_numpy(np.float64)
     report = evaluate_window(window, reference, thresholds, probs, baseline, evaluated_at=end)
+    state = previous_state(engine)
     decision = advance(
-        previous_state(engine), report.level, end, thresholds, model_version=bundle.name
+        state, report.level, end, thresholds, model_version=bundle.name, note=report.reason
     )
     store_evaluation(engine, bundle.name, report, decision)
     return DriftEvaluation(bundle.name, start, end, len(window), report, decision)

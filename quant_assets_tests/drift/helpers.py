@@ -15,7 +15,12 @@ from quant_assets.drift.reference import ReferenceStats
 from quant_assets.features.indicators import create_features
 from quant_assets.features.spec import CALENDAR_FEATURES
 from quant_assets.market import calendar
-from quant_assets.market.synthetic import SyntheticConfig, SyntheticMarket
+from quant_assets.market.synthetic import (
+    Liquidity,
+    LiquiditySetting,
+    SyntheticConfig,
+    SyntheticMarket,
+)
 
 STANDIN_INPUTS = (("log_ret_15", 1.0), ("close_ema_26_rel", 0.6))
 
@@ -27,9 +32,11 @@ def market_features(
     seed: int = 7,
     shift_at: pd.Timestamp | None = None,
     vol_multiplier: float = 3.0,
+    liquidity: LiquiditySetting | None = None,
 ) -> pd.DataFrame:
     """``create_features`` of ``n_sessions`` sessions of the synthetic market (no corporate
-    actions: the monitor sees adjusted features), sorted by (ticker, ts)."""
+    actions: the monitor sees adjusted features), sorted by (ticker, ts); ``liquidity`` as in
+    ``SyntheticConfig`` (None: the liquid market)."""
     days = calendar.sessions(first_session, pd.Timestamp(first_session) + pd.Timedelta(days=400))
     days = days[:n_sessions]
     cfg = SyntheticConfig(
@@ -40,6 +47,7 @@ def market_features(
         corporate_actions=False,
         regime_shift_at=shift_at,
         regime_vol_multiplier=vol_multiplier,
+        liquidity=Liquidity() if liquidity is None else liquidity,
     )
     market = SyntheticMarket(cfg)
     start, end = calendar.session_bounds(days[0])[0], calendar.session_bounds(days[-1])[1]
@@ -99,3 +107,20 @@ def minute_frame(
     for c in CALENDAR_FEATURES:
         out[c] = 0.0
     return out
+
+
+def zero_inflated_frame(
+    tickers=("A", "B", "C"),
+    sessions=8,
+    zero_share=0.45,
+    scale=1.0,
+    seed=0,
+    first="2026-03-02",
+) -> pd.DataFrame:
+    """A return-like feature ``x`` on every session minute: exactly 0 with probability
+    ``zero_share`` (a price that did not move a tick), else N(0, ``scale``); iid."""
+    frame = minute_frame(tickers=tickers, sessions=sessions, phi=0.0, seed=seed, first=first)
+    rng = np.random.default_rng(seed + 1)
+    moved = rng.random(len(frame)) >= zero_share
+    frame["x"] = np.where(moved, scale * rng.normal(size=len(frame)), 0.0)
+    return frame

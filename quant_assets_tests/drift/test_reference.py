@@ -1,4 +1,5 @@
-"""Reference statistics and the concept baseline: builders, time buckets, JSON round trip."""
+"""Reference statistics and the concept baseline: builders, time buckets, atoms, JSON round trip
+(including the format before atoms)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from quant_assets.drift.reference import (
     reference_stats_from_frame,
     time_bucket,
 )
+from quant_assets.drift.report import evaluate_window
+from quant_assets.drift.thresholds import DriftThresholds
 from quant_assets.features.spec import CALENDAR_FEATURES
 from quant_assets.market.calendar import session_minute
-from quant_assets_tests.drift.helpers import minute_frame
+from quant_assets_tests.drift.helpers import minute_frame, zero_inflated_frame
 
 
 def test_time_buckets():
@@ -159,3 +162,59 @@ def test_concept_baseline_time_of_day_and_tickers():
     sd1 = base.sd_of_mean(180, 1)[0]
     sd3 = base.sd_of_mean(180, 3)[0]
     assert sd3 > sd1 and effective_size(3, np.zeros(1)) == 3.0
+
+
+NEW_FIELDS = ("atoms", "atom_acf", "atom_cross_corr", "bucket_atom_n_eff")
+
+
+def test_atoms_and_the_continuous_part():
+    frame = zero_inflated_frame(sessions=6, zero_share=0.45)
+    ref = reference_stats_from_frame(frame, ["x"]).features["x"]
+    assert ref.atoms.tolist() == [0.0] and ref.has_continuous
+    zeros = float(np.mean(frame["x"] == 0.0))
+    # categories: the atom first, then the deciles of the values off it
+    assert ref.bins == 11 and ref.shares[0] == pytest.approx(zeros, abs=1e-3)
+    assert ref.shares[1:] == pytest.approx(np.full(10, (1 - zeros) / 10), abs=2e-3)
+    assert 0.0 not in ref.quantiles[1:-1]  # the CDF is that of the non-zero values
+    assert ref.bin_index(np.array([0.0, -1e-12, 1e-12])).tolist()[0] == 0
+    assert ref.full_cdf(np.array([-1e-12, 0.0]), None) == pytest.approx([0.5 - zeros / 2,
+                                                                          0.5 + zeros / 2],
+                                                                         abs=0.01)  # fmt: skip
+    assert ref.bucket_atom_n_eff.sum() == pytest.approx(len(frame), rel=0.2)  # iid indicator
+    # no atoms below the share, or when switched off
+    assert reference_stats_from_frame(frame, ["y"]).features["y"].atoms.size == 0
+    assert reference_stats_from_frame(frame, ["x"], atom_share=None).features["x"].atoms.size == 0
+
+
+def test_json_round_trip_with_atoms_is_exact():
+    frame = zero_inflated_frame(sessions=4)
+    frame["z"] = np.round(frame["y"], 1) / 3  # a discrete feature with values not exact in JSON
+    ref = reference_stats_from_frame(frame, ["x", "z"])
+    data = json.loads(json.dumps(ref.to_dict()))
+    back = ReferenceStats.from_dict(data)
+    assert data["format"] == 2 and back.to_dict() == data
+    z = back.features["z"]
+    assert np.array_equal(z.atoms, ref.features["z"].atoms) and z.atoms.size > 3
+    values = frame["z"].to_numpy()
+    assert np.array_equal(z.atom_of(values) >= 0, ref.features["z"].atom_of(values) >= 0)
+
+
+def test_format_1_reference_loads_as_no_atoms():
+    frame = zero_inflated_frame(sessions=4)
+    ref = reference_stats_from_frame(frame, ["x", "y"], atom_share=None)
+    new = json.loads(json.dumps(ref.to_dict()))
+    old = json.loads(json.dumps(new))
+    old["format"] = 1  # what bundles wrote before atoms: the same fields without the new ones
+    for entry in old["features"].values():
+        for key in NEW_FIELDS:
+            del entry[key]
+    back = ReferenceStats.from_dict(old)
+    x = back.features["x"]
+    assert x.atoms.size == 0 and x.bucket_atom_n_eff.shape == (back.n_buckets,)
+    assert x.bins == x.edges.size + 1 < 10  # as format 1 had it: the deciles tied at 0 merged
+    live = zero_inflated_frame(sessions=1, first="2026-04-01", seed=3)
+    a = evaluate_window(live.head(180), ReferenceStats.from_dict(new), DriftThresholds())
+    b = evaluate_window(live.head(180), back, DriftThresholds())
+    assert a.to_dict()["features"] == b.to_dict()["features"]  # NaN -> None, comparable
+    assert b.features[0].p_eff < 1e-6  # ties tested as continuous until a retrain adds atoms
+    assert back.to_dict()["format"] == 2

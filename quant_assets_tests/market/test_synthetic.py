@@ -23,8 +23,10 @@ from quant_assets.market.synthetic import (
     KAPPA,
     SIGNAL_LAG,
     SIGNAL_WINDOW,
+    Liquidity,
     SyntheticConfig,
     SyntheticMarket,
+    synthetic_market,
 )
 
 TICKERS = ("AAPL", "MSFT", "NVDA")
@@ -351,6 +353,84 @@ def test_regime_shift_raises_volatility_after_and_not_before() -> None:
         assert 2.0 < vol_after / vol_before < 4.5
 
 
+# --- liquidity -----------------------------------------------------------------------------------
+THIN = Liquidity(traded=0.25, tick_bps=20.0)
+
+
+def test_default_liquidity_is_todays_market_bit_for_bit(market: SyntheticMarket) -> None:
+    # figures recorded before the liquidity setting existed (the demo and the tests rely on them)
+    default = SyntheticMarket(SyntheticConfig(tickers=TICKERS, start=CONFIG.start, end=CONFIG.end))
+    bars = default.get_bars("MSFT", ny("2026-11-02"), ny("2026-11-04"))
+    assert len(bars) == 778 and int(bars["volume"].sum()) == 376027226
+    assert bars["close"].iloc[0] == 28.837208410386783
+    assert bars["close"].iloc[500] == 29.113524079090823
+    assert bars["high"].iloc[123] == 29.003501557930576
+    assert bars["close"].sum() == 22719.85767585576
+    # naming a ticker with the default Liquidity changes nothing; a thin ticker leaves the others
+    named = SyntheticMarket(dataclasses.replace(CONFIG, liquidity={"AAPL": Liquidity()}))
+    thin = SyntheticMarket(dataclasses.replace(CONFIG, liquidity={"NVDA": THIN}))
+    for ticker in TICKERS:
+        pd.testing.assert_frame_equal(all_bars(named, ticker), all_bars(market, ticker))
+    for ticker in ("AAPL", "MSFT"):
+        pd.testing.assert_frame_equal(all_bars(thin, ticker), all_bars(market, ticker))
+        pd.testing.assert_frame_equal(thin.get_dividends(ticker), market.get_dividends(ticker))
+
+
+def test_config_with_a_liquidity_mapping_stays_hashable() -> None:
+    a = dataclasses.replace(CONFIG, liquidity={"NVDA": THIN, "AAPL": Liquidity(0.5)})
+    b = dataclasses.replace(CONFIG, liquidity={"AAPL": Liquidity(0.5), "NVDA": THIN})
+    assert a == b and hash(a) == hash(b)
+    assert synthetic_market(a) is synthetic_market(b)  # the cache keys on the config
+    assert a.liquidity_of("NVDA") == THIN and a.liquidity_of("MSFT") == Liquidity()
+    assert dataclasses.replace(CONFIG, liquidity=THIN).liquidity_of("MSFT") == THIN
+
+
+def test_thin_ticker_trades_the_configured_share_on_the_tick_grid() -> None:
+    quiet = dataclasses.replace(CONFIG, missing_rate=0.0, halts_per_year=0.0)
+    liquid = SyntheticMarket(quiet)
+    thin = SyntheticMarket(dataclasses.replace(quiet, liquidity=THIN))
+    minutes = trading_minutes(START, END)
+    zeros = []
+    for ticker in TICKERS:
+        bars = all_bars(thin, ticker)
+        assert len(bars) / len(minutes) == pytest.approx(THIN.traded, abs=0.02)
+        have = pd.DatetimeIndex(bars["ts"])
+        assert have.union(thin.missing_minutes(ticker, START, END)).equals(minutes)
+        # prices are quotes on the grid; OHLC stays consistent
+        tick = THIN.tick_bps * 1e-4 * all_bars(liquid, ticker)["open"].iloc[0]
+        for col in ("open", "high", "low", "close"):
+            units = bars[col].to_numpy() / tick
+            np.testing.assert_allclose(units, np.rint(units), atol=1e-6)
+        assert (bars["low"] <= bars[["open", "close"]].min(axis=1)).all()
+        assert (bars["high"] >= bars[["open", "close"]].max(axis=1)).all()
+        # the path is the liquid one underneath: a traded minute closes at the price of that time
+        same = all_bars(liquid, ticker).set_index("ts").loc[have]
+        assert np.abs(bars["close"].to_numpy() - same["close"].to_numpy()).max() <= tick / 2 + 1e-9
+        assert (bars["volume"].to_numpy() == same["volume"].to_numpy()).all()
+        # many returns between consecutive bars are exactly zero (a real thin ticker: 15-62 %)
+        zeros.append(float(np.mean(np.diff(bars["close"].to_numpy()) == 0.0)))
+    assert 0.3 < np.mean(zeros) < 0.7 and min(zeros) > 0.2 and max(zeros) < 0.8, zeros
+    # trades follow the volume shape: the open trades more often than midday
+    local = pd.DatetimeIndex(all_bars(thin, "AAPL")["ts"]).tz_convert(MARKET_TZ)
+    minute = local.hour * 60 + local.minute - 570
+    assert np.sum(minute < 15) / 15 > 2 * np.sum((minute >= 180) & (minute < 195)) / 15
+
+
+def test_ticks_keep_the_adjustment_ground_truth() -> None:
+    thin = SyntheticMarket(dataclasses.replace(CONFIG, liquidity=THIN))
+    for ticker in ("AAPL", "MSFT"):  # a split each, AAPL pays dividends
+        raw = all_bars(thin, ticker)
+        adjusted = thin.true_adjusted_bars(ticker, START, END)
+        factor = adjusted["close"] / raw["close"]
+        day = raw["ts"].dt.tz_convert(MARKET_TZ).dt.date
+        assert (factor.groupby(day).std().fillna(0.0) < 1e-12).all()  # one factor per session
+    dividends = thin.get_dividends("AAPL")
+    assert len(dividends) > 0
+    for ex_date, amount in zip(dividends["ex_date"], dividends["amount"], strict=True):
+        before = thin.get_bars("AAPL", START, ny(str(ex_date.date())))
+        assert 0.002 <= amount / before["close"].iloc[-1] <= 0.008
+
+
 # --- bad inputs ----------------------------------------------------------------------------------
 def test_bad_inputs_raise_value_error(market: SyntheticMarket) -> None:
     day = ny("2026-12-01")
@@ -380,6 +460,10 @@ def test_bad_inputs_raise_value_error(market: SyntheticMarket) -> None:
         {"missing_rate": 1.0},
         {"seed": -1},
         {"regime_shift_at": pd.Timestamp("2026-12-01 14:30")},
+        {"liquidity": {"ZZZZ": Liquidity()}},
     ):
         with pytest.raises(ValueError):
             SyntheticMarket(dataclasses.replace(CONFIG, **bad))
+    for traded, tick in ((0.0, 0.0), (1.5, 0.0), (0.5, -1.0), (float("nan"), 0.0)):
+        with pytest.raises(ValueError, match="Liquidity"):
+            Liquidity(traded, tick)
