@@ -37,6 +37,7 @@ demo: $(STAMP)
 TEST_CACHE := $(or $(TMPDIR),/tmp)/quant_assets-test-cache
 test: $(STAMP) browser lint
 	PYTHONPYCACHEPREFIX=$(TEST_CACHE)/pycache NUMBA_CACHE_DIR=$(TEST_CACHE)/numba \
+	  HYPOTHESIS_STORAGE_DIRECTORY=$(TEST_CACHE)/hypothesis \
 	  QUANT_REQUIRE_BROWSER=1 $(VENV)/bin/pytest
 
 # The browser test drives Debian's Chromium (Playwright's own browser downloads fail here).

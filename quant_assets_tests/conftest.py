@@ -2,8 +2,8 @@
 
 The suite writes nothing into the source tree: bytecode and numba's compiled-function cache go
 under the system's temporary directory (``make test`` sets the same through the environment,
-which also covers this file), hypothesis keeps no example database, and pytest no cache
-(``-p no:cacheprovider`` in pyproject.toml).
+which also covers this file), so do hypothesis's files (it keeps no example database), and
+pytest keeps no cache (``-p no:cacheprovider`` in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 _CACHE = Path(tempfile.gettempdir()) / "quant_assets-test-cache"
 sys.pycache_prefix = sys.pycache_prefix or str(_CACHE / "pycache")
 os.environ.setdefault("NUMBA_CACHE_DIR", str(_CACHE / "numba"))  # before numba is imported
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(_CACHE / "hypothesis"))  # read lazily
 
 from collections.abc import Iterator
 
