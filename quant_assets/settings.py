@@ -69,6 +69,25 @@ def _db_field(name: str) -> AliasChoices:
 MLFLOW_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")
 
 
+def liquidity_map(text: str) -> dict[str, tuple[float, float]]:
+    """Parse "TICKER:traded[:tick_bps],…" (0 < traded <= 1, tick_bps >= 0)."""
+    out: dict[str, tuple[float, float]] = {}
+    for entry in (e.strip() for e in text.split(",") if e.strip()):
+        parts = entry.split(":")
+        try:
+            traded = float(parts[1])
+            tick = float(parts[2]) if len(parts) == 3 else 0.0
+        except (IndexError, ValueError):
+            traded = tick = float("nan")
+        if len(parts) > 3 or not (0 < traded <= 1) or not tick >= 0:
+            raise ValueError(
+                f"QUANT_SYNTHETIC_LIQUIDITY entry {entry!r} is not TICKER:traded[:tick_bps] "
+                "with 0 < traded <= 1 and tick_bps >= 0"
+            )
+        out[parts[0].strip().upper()] = (traded, tick)
+    return out
+
+
 class Settings(BaseSettings):
     """Project settings; see the README's configuration reference for each one."""
 
@@ -130,6 +149,10 @@ class Settings(BaseSettings):
     synthetic_start: date = date(2026, 1, 2)
     synthetic_end: date = date(2026, 12, 31)
     synthetic_regime_shift_at: pd.Timestamp | None = None
+    # Thin tickers: "TICKER:traded[:tick_bps],…" — the share of minutes with a trade and the
+    # price tick in bps of the start price (market/synthetic.py "Liquidity"); others trade
+    # every minute.
+    synthetic_liquidity: str = ""
 
     @field_validator("source")
     @classmethod
@@ -153,6 +176,17 @@ class Settings(BaseSettings):
                 f"({', '.join(MLFLOW_SCHEMES)}); MLflow's file store (./mlruns) is not used"
             )
         return value.strip()
+
+    @field_validator("synthetic_liquidity")
+    @classmethod
+    def _check_liquidity(cls, value: str) -> str:
+        liquidity_map(value)  # refuses a malformed entry with its text
+        return value.strip()
+
+    @property
+    def synthetic_liquidity_map(self) -> dict[str, tuple[float, float]]:
+        """``synthetic_liquidity`` as ticker -> (traded share, tick in bps)."""
+        return liquidity_map(self.synthetic_liquidity)
 
     @field_validator("tickers", mode="before")
     @classmethod

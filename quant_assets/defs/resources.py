@@ -73,6 +73,7 @@ class MarketSourceResource(dg.ConfigurableResource):
     synthetic_start: str = _DEFAULTS["synthetic_start"].default.isoformat()
     synthetic_end: str = _DEFAULTS["synthetic_end"].default.isoformat()
     synthetic_regime_shift_at: str | None = None
+    synthetic_liquidity: str = _DEFAULTS["synthetic_liquidity"].default
     yfinance_min_interval_s: float = _DEFAULTS["yfinance_min_interval_s"].default
     alpaca_feed: str = _DEFAULTS["alpaca_feed"].default
     alpaca_min_interval_s: float = _DEFAULTS["alpaca_min_interval_s"].default

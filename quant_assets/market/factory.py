@@ -11,7 +11,7 @@ from quant_assets.market.alpaca_source import AlpacaSource
 from quant_assets.market.file_source import FileSource
 from quant_assets.market.massive_source import MassiveSource
 from quant_assets.market.sources import MarketSource
-from quant_assets.market.synthetic import SyntheticConfig, synthetic_market
+from quant_assets.market.synthetic import Liquidity, SyntheticConfig, synthetic_market
 from quant_assets.market.yfinance_source import YFinanceSource
 from quant_assets.settings import Settings
 
@@ -26,6 +26,11 @@ def synthetic_config(settings: Settings) -> SyntheticConfig:
         signal=settings.synthetic_signal,
         missing_rate=settings.synthetic_missing_rate,
         regime_shift_at=settings.synthetic_regime_shift_at,
+        liquidity={
+            ticker: Liquidity(traded, tick)
+            for ticker, (traded, tick) in settings.synthetic_liquidity_map.items()
+        }
+        or Liquidity(),
     )
 
 

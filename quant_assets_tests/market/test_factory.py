@@ -80,3 +80,14 @@ def test_the_file_source_is_built_once_per_folder_state(tmp_path) -> None:
     assert isinstance(first, FileSource) and source_from_settings(s) is first
     (tmp_path / "bars" / "MSFT.csv").write_text("timestamp,open,high,low,close,volume\n")
     assert source_from_settings(s) is not first  # the folder changed: read it again
+
+
+def test_synthetic_liquidity_makes_thin_tickers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUANT_SYNTHETIC_LIQUIDITY", "thin:0.2:20")
+    market = source_from_settings(settings(tickers=("AAPL", "THIN")))
+    start, end = pd.Timestamp("2026-03-02", tz="UTC"), pd.Timestamp("2026-03-07", tz="UTC")
+    liquid, thin = (len(market.get_bars(t, start, end)) for t in ("AAPL", "THIN"))
+    assert liquid > 0.99 * 5 * 390 and 0.15 < thin / liquid < 0.25
+    assert source_from_settings(settings(tickers=("AAPL", "THIN"))) is market  # cached
+    with pytest.raises(ValidationError, match="is not TICKER:traded"):
+        settings(synthetic_liquidity="THIN:0")
