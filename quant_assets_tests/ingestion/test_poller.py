@@ -11,6 +11,8 @@ import time
 import dagster as dg
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from quant_assets.defs.runless import runless_reporter
@@ -31,6 +33,7 @@ from quant_assets_tests.ingestion.helpers import (
     ny,
     sample_figures,
 )
+from quant_assets_tests.market.bad_rows import bad_rows, frame_of
 
 
 @pytest.fixture
@@ -413,3 +416,41 @@ def test_a_quarantine_the_database_refuses_holds_back_neither_bars_nor_gaps(
     assert stats.bars_written > 0 and stats.bars_lost_at_exit == 0
     assert "could not keep" in caplog.text
     assert read_bars(engine, ["AAPL"], ny(DAY, "10:00"), ny(DAY, "10:25")).shape[0] > 20
+
+
+class ArbitraryRows:
+    """Appends the same arbitrary rows to MSFT's every answer (as received, any dtype)."""
+
+    def __init__(self, inner: AsOfSource, extra: pd.DataFrame) -> None:
+        self.inner, self.extra, self.name = inner, extra, "arbitrary"
+
+    def get_bars(self, ticker: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        bars = self.inner.get_bars(ticker, start, end)
+        if ticker != "MSFT":
+            return bars
+        return pd.concat([bars.astype({"volume": "float64"}), self.extra], ignore_index=True)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=st.lists(bad_rows, min_size=1, max_size=8))
+def test_one_poller_round_stores_other_tickers_whatever_a_ticker_sends(
+    engine: Engine, market: SyntheticMarket, rows: list[dict]
+) -> None:
+    open_, cut = calendar.session_bounds(DAY)[0], ny(DAY, "09:39")
+    clock = SimulatedClock(ny(DAY, "09:40"))
+    source = ArbitraryRows(AsOfSource(market, clock.now), frame_of(rows, open_))
+    poller = Poller(config(), source, lambda: engine, clock=clock.now, sleep=clock.sleep)
+    poller.run(until=ny(DAY, "09:41"))
+    for ticker in ("AAPL", "NVDA", "AMZN"):
+        stored = read_bars(engine, [ticker], open_, cut)
+        pd.testing.assert_frame_equal(stored, market.get_bars(ticker, open_, cut))
+    # MSFT: whatever was stored is a row it sent, value for value
+    sent = pd.concat([market.get_bars("MSFT", open_, cut), frame_of(rows, open_)])
+    assert _rows_of(read_bars(engine, ["MSFT"], open_, cut)) <= _rows_of(sent)
+
+
+def _rows_of(frame: pd.DataFrame) -> set[tuple[str, ...]]:
+    values = frame.astype({"volume": "float64"}).itertuples(index=False)
+    return {tuple(map(str, row)) for row in values}

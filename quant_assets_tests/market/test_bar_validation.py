@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from quant_assets.market.bar_validation import ROW_REASONS, BarValidationError, validate_bars
 from quant_assets.market.frames import as_bar_dtypes
+from quant_assets_tests.market.bad_rows import bad_rows, frame_of
 
 OPEN = pd.Timestamp("2026-09-01 13:30", tz="UTC")
 TICKERS = ("AAPL", "MSFT")
@@ -156,42 +157,10 @@ def test_as_bar_dtypes_refuses_naive_times_and_volumes_it_cannot_hold() -> None:
 
 
 # --- property: every row received is stored or quarantined, unchanged ------------------------
-_values = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True, width=64),
-    st.sampled_from([0.0, -1.0, 1e300, 2.0**63, 100.0, 100.5]),
-)
-_rows = st.fixed_dictionaries(
-    {
-        "ticker": st.one_of(st.sampled_from(["AAPL", "MSFT", "ZZZ", "X" * 40, ""]), st.none()),
-        "minute": st.one_of(st.integers(-600, 1000), st.none()),
-        "day": st.integers(-3, 3),
-        "open": _values,
-        "high": _values,
-        "low": _values,
-        "close": _values,
-        "volume": _values,
-    }
-)
-
-
 @settings(max_examples=150, deadline=None)
-@given(rows=st.lists(_rows, max_size=25))
+@given(rows=st.lists(bad_rows, max_size=25))
 def test_every_row_is_stored_or_quarantined_with_its_values(rows: list[dict]) -> None:
-    frame = pd.DataFrame(
-        {
-            "ticker": pd.array([r["ticker"] for r in rows], dtype="string"),
-            "ts": pd.array(
-                [
-                    pd.NaT
-                    if r["minute"] is None
-                    else OPEN + pd.Timedelta(days=r["day"], minutes=r["minute"])
-                    for r in rows
-                ],
-                dtype="datetime64[ns, UTC]",
-            ),
-            **{c: [r[c] for r in rows] for c in ("open", "high", "low", "close", "volume")},
-        }
-    ).astype({c: "float64" for c in ("open", "high", "low", "close", "volume")})
+    frame = frame_of(rows, OPEN)
     result = validate_bars(frame, TICKERS, allow_empty=True)
     distinct = frame.drop_duplicates()
     assert len(result.clean) + len(result.quarantined) == len(distinct)
