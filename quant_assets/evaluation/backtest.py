@@ -138,8 +138,7 @@ class BacktestSpec:
 
     @classmethod
     def from_label_spec(cls, spec: LabelSpec, threshold: float, **overrides: Any) -> BacktestSpec:
-        """The labels' barriers and touch mode; their horizon in bars is read as minutes (the
-        same when every minute has a bar)."""
+        """The labels' horizon (wall-clock minutes), barriers and touch mode."""
         base = {
             "horizon_minutes": int(spec.horizon),
             "profit_take": float(spec.profit_take),
