@@ -32,9 +32,16 @@ Decision (``decide`` with ``DecisionRule``)
     ``confidence`` (default 0.95; Bonferroni-tightened to 1 − 0.05 / k for k challengers,
     so picking the best of several does not inflate the chance of a fluke), and, against the
     baseline only, (3) its log-loss is lower than the baseline's (a model that merely guesses
-    UP/DOWN gets a positive F1 on a Neutral-heavy set but no better log-loss). The best
-    qualifying challenger (largest macro-F1 gain, then lower log-loss) is promoted; otherwise
-    the champion stays. Fewer than ``min_samples`` rows never promote.
+    UP/DOWN gets a positive F1 on a Neutral-heavy set but no better log-loss), and (4) the net
+    value rule, when the models' holdout backtests are given (``values``: ``NetValue`` at the
+    default cost, see ``evaluation.backtest``): against the champion, the challenger's net P&L
+    is not below the champion's; as a first champion, its net P&L is > 0 with at least
+    ``value_confidence`` (0.95) from the same block bootstrap (per-sample net returns, units
+    of one timestamp, blocks of ``block_length``). F1 can come from predicting *whether* the
+    price moves (time of day); only the value rule asks whether the model knows *which way*.
+    The best qualifying challenger (largest macro-F1 gain, then lower log-loss) is promoted;
+    otherwise the champion stays. Fewer than ``min_samples`` rows never promote. The reason
+    lists every rule with its figures and whether it passed.
 """
 
 from __future__ import annotations
@@ -288,12 +295,13 @@ class DecisionRule:
     min_samples: int = 300
     bonferroni: bool = True
     baseline_needs_better_log_loss: bool = True
+    value_confidence: float = 0.95
 
     def __post_init__(self) -> None:
         if self.margin < 0:
             raise ValueError("margin must be ≥ 0")
-        if not 0.5 <= self.confidence < 1:
-            raise ValueError("confidence must be in [0.5, 1)")
+        if not 0.5 <= self.confidence < 1 or not 0.5 <= self.value_confidence < 1:
+            raise ValueError("confidence and value_confidence must be in [0.5, 1)")
         if self.block_length < 1 or self.n_boot < 100 or self.min_samples < 1:
             raise ValueError("block_length ≥ 1, n_boot ≥ 100 and min_samples ≥ 1 are required")
 
@@ -302,6 +310,51 @@ class DecisionRule:
         if not self.bonferroni or n_challengers <= 1:
             return self.confidence
         return 1.0 - (1.0 - self.confidence) / n_challengers
+
+
+@dataclass(frozen=True)
+class NetValue:
+    """What a model's holdout trades earned at the default cost (``net_value``)."""
+
+    net_pnl: float  # portfolio net return over the holdout (sum of its daily returns)
+    confidence_positive: float  # block-bootstrap P*(net P&L > 0)
+    trades: int
+    cost_bps: float
+
+    def describe(self) -> str:
+        return (
+            f"net P&L {self.net_pnl:+.4%} at {self.cost_bps:g} bps over {self.trades} trades "
+            f"(P(>0) {self.confidence_positive:.1%})"
+        )
+
+
+def net_value(
+    sample_net: np.ndarray,
+    time_keys: np.ndarray,
+    trades: int,
+    cost_bps: float,
+    rule: DecisionRule | None = None,
+) -> NetValue:
+    """``NetValue`` of per-sample portfolio net returns (a trade's net return / the number of
+    tickers at its signal sample, 0 elsewhere), resampled in blocks of whole timestamps."""
+    rule = rule or DecisionRule()
+    values = np.asarray(sample_net, dtype="float64")[:, None]
+    if len(values) == 0:
+        return NetValue(0.0, 0.0, 0, float(cost_bps))
+    units = _unit_sums(values, time_keys)
+    boot = block_bootstrap_sums(
+        units,
+        block_length=rule.block_length,
+        n_boot=rule.n_boot,
+        seed=rule.seed,
+        scheme=rule.scheme,
+    )
+    return NetValue(
+        net_pnl=float(values.sum()),
+        confidence_positive=float(np.mean(boot[:, 0] > 0)),
+        trades=int(trades),
+        cost_bps=float(cost_bps),
+    )
 
 
 @dataclass(frozen=True)
@@ -314,6 +367,9 @@ class Comparison:
     margin: float
     required_confidence: float
     needs_better_log_loss: bool
+    value: NetValue | None = None  # None: no backtest, the value rule is not evaluated
+    reference_value: NetValue | None = None
+    value_confidence: float = 0.95
 
     @property
     def beats_margin(self) -> bool:
@@ -331,23 +387,65 @@ class Comparison:
         return not self.needs_better_log_loss or self.bootstrap.delta_log_loss < 0
 
     @property
+    def first_champion(self) -> bool:
+        """Compared with the baseline (no champion yet)."""
+        return self.reference == BASELINE
+
+    @property
+    def value_ok(self) -> bool:
+        """The net value rule (module docstring); True when no backtest was given."""
+        if self.value is None:
+            return True
+        if self.first_champion:
+            return (
+                self.value.net_pnl > 0 and self.value.confidence_positive >= self.value_confidence
+            )
+        reference = self.reference_value.net_pnl if self.reference_value is not None else 0.0
+        return self.value.net_pnl >= reference
+
+    @property
     def qualifies(self) -> bool:
         """All conditions hold: this challenger may replace the reference."""
-        return self.beats_margin and self.confident and self.log_loss_ok
+        return self.beats_margin and self.confident and self.log_loss_ok and self.value_ok
+
+    def rules(self) -> list[tuple[str, bool | None, str]]:
+        """(rule, passed — None when not evaluated, figures) for every rule that applies."""
+        b = self.bootstrap
+        out = [
+            (
+                "F1 margin",
+                self.beats_margin,
+                f"Δmacro-F1 {b.delta_macro_f1:+.4f} vs margin {self.margin:.3f}",
+            ),
+            (
+                "F1 confidence",
+                self.confident,
+                f"{b.confidence:.1%} vs {self.required_confidence:.1%}, "
+                f"95% CI [{b.ci_low:+.4f}, {b.ci_high:+.4f}]",
+            ),
+        ]
+        if self.needs_better_log_loss:
+            out.append(
+                ("log-loss below the baseline's", self.log_loss_ok, f"Δ {b.delta_log_loss:+.4f}")
+            )
+        value_ok = None if self.value is None else self.value_ok
+        out.append(("net value", value_ok, self._value_figures()))
+        return out
+
+    def _value_figures(self) -> str:
+        if self.value is None:
+            return "no holdout backtest"
+        if self.first_champion:
+            return f"{self.value.describe()}; needs > 0 with ≥ {self.value_confidence:.0%}"
+        ref = self.reference_value
+        theirs = "unknown" if ref is None else f"{ref.net_pnl:+.4%}"
+        return f"{self.value.describe()} vs {self.reference}'s {theirs}"
 
     def explain(self) -> str:
-        """One line: the numbers and which condition failed."""
-        b = self.bootstrap
-        parts = [
-            f"{self.challenger} vs {self.reference}: Δmacro-F1 {b.delta_macro_f1:+.4f} "
-            f"({'≥' if self.beats_margin else '<'} margin {self.margin:.3f}), "
-            f"confidence {b.confidence:.1%} "
-            f"({'≥' if self.confident else '<'} {self.required_confidence:.1%}), "
-            f"95% CI [{b.ci_low:+.4f}, {b.ci_high:+.4f}], Δlog-loss {b.delta_log_loss:+.4f}"
-        ]
-        if self.needs_better_log_loss and not self.log_loss_ok:
-            parts.append("log-loss not better than the baseline's")
-        return "; ".join(parts)
+        """One line: every rule with its figures and whether it passed."""
+        verdict = {True: "pass", False: "FAIL", None: "not evaluated"}
+        rules = "; ".join(f"{name} {verdict[ok]} ({figures})" for name, ok, figures in self.rules())
+        return f"{self.challenger} vs {self.reference}: {rules}"
 
 
 @dataclass(frozen=True)
@@ -367,14 +465,15 @@ class Decision:
     rule: DecisionRule
     n_samples: int
     class_counts: dict[int, int] = field(default_factory=dict)
+    values: dict[str, NetValue] = field(default_factory=dict)
 
     def comparison_table(self) -> str:
         """A markdown table: one row per model (champion, challengers, baseline)."""
         by_name = {c.challenger: c for c in self.comparisons}
         lines = [
             "| model | role | macro-F1 (UP/DOWN) | precision UP | precision DOWN | log-loss | "
-            "Δmacro-F1 | 95% CI | confidence | verdict |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "net P&L | Δmacro-F1 | 95% CI | confidence | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, m in self.metrics.items():
             if name == self.champion:
@@ -397,9 +496,11 @@ class Decision:
                     if name == self.winner and self.outcome == "promote"
                     else ("qualifies" if c.qualifies else "rejected")
                 )
+            value = self.values.get(name)
+            net = "—" if value is None else f"{value.net_pnl:+.3%}"
             lines.append(
                 f"| {name} | {role} | {m.macro_f1_updown:.4f} | {m.precision_up:.4f} | "
-                f"{m.precision_down:.4f} | {m.log_loss:.4f} | {delta} | {ci} | {conf} | "
+                f"{m.precision_down:.4f} | {m.log_loss:.4f} | {net} | {delta} | {ci} | {conf} | "
                 f"{verdict} |"
             )
         return "\n".join(lines)
@@ -412,12 +513,15 @@ def decide(
     rule: DecisionRule | None = None,
     *,
     time_keys: np.ndarray | None = None,
+    values: Mapping[str, NetValue] | None = None,
 ) -> Decision:
     """Decide whether one of ``challengers`` (name → probs) replaces ``champion`` (name, probs).
 
-    All probabilities are on the same rows ``y`` (time-ordered unless ``time_keys``).
-    Deterministic given ``rule.seed``.
+    All probabilities are on the same rows ``y`` (time-ordered unless ``time_keys``);
+    ``values``: each model's holdout ``NetValue`` (the value rule; omitted, it is not
+    evaluated). Deterministic given ``rule.seed``.
     """
+    values = values or {}
     rule = rule or DecisionRule()
     y = np.asarray(y)
     champ_name = champion[0] if champion is not None else None
@@ -438,7 +542,16 @@ def decide(
         comparisons: list[Comparison],
     ) -> Decision:
         return Decision(
-            outcome, winner, champ_name, reason, metrics, comparisons, rule, len(y), counts
+            outcome,
+            winner,
+            champ_name,
+            reason,
+            metrics,
+            comparisons,
+            rule,
+            len(y),
+            counts,
+            dict(values),
         )
 
     if not challengers:
@@ -468,6 +581,9 @@ def decide(
             margin=rule.margin,
             required_confidence=required,
             needs_better_log_loss=champion is None and rule.baseline_needs_better_log_loss,
+            value=values.get(name),
+            reference_value=values.get(ref_name),
+            value_confidence=rule.value_confidence,
         )
         for name, probs in sorted(challengers.items())
     ]
@@ -498,11 +614,13 @@ def decision_summary(decision: Decision) -> dict[str, object]:
         "class_counts": {str(k): v for k, v in decision.class_counts.items()},
         "rule": asdict(decision.rule),
         "metrics": {k: v.as_dict() for k, v in decision.metrics.items()},
+        "net_values": {k: asdict(v) for k, v in decision.values.items()},
         "comparisons": [
             {
                 "challenger": c.challenger,
                 "reference": c.reference,
                 "qualifies": c.qualifies,
+                "rules": [{"rule": r, "passed": ok, "figures": f} for r, ok, f in c.rules()],
                 **asdict(c.bootstrap),
             }
             for c in decision.comparisons

@@ -13,11 +13,13 @@ from sklearn.metrics import f1_score, log_loss, precision_score
 from quant_assets.deployment.decision import (
     BASELINE,
     DecisionRule,
+    NetValue,
     block_bootstrap_sums,
     compute_metrics,
     decide,
     decision_summary,
     majority_baseline,
+    net_value,
     paired_block_bootstrap,
     predict,
 )
@@ -172,7 +174,7 @@ def test_marginally_better_challenger_does_not_win() -> None:
     (c,) = d.comparisons
     assert 0 < c.bootstrap.delta_macro_f1 < 0.02
     assert d.outcome == "keep" and d.winner == "lstm_v1"
-    assert "< margin" in d.reason and "lstm_v1 stays champion" in d.reason
+    assert "F1 margin FAIL" in d.reason and "lstm_v1 stays champion" in d.reason
 
 
 def test_better_by_margin_but_not_confident_does_not_win() -> None:
@@ -200,7 +202,7 @@ def test_first_run_promotes_only_a_model_beating_the_majority_baseline() -> None
     coin = rng.dirichlet([1, 1, 1], size=len(y))
     d = decide(y, {"lstm_v1": coin}, None, FAST)
     assert d.outcome == "no_champion" and d.winner is None
-    assert "log-loss not better" in d.reason
+    assert "log-loss below the baseline's FAIL" in d.reason
 
 
 def test_best_of_several_challengers_and_bonferroni() -> None:
@@ -296,3 +298,48 @@ def test_rule_validation() -> None:
         DecisionRule(confidence=1.0)
     assert DecisionRule().required_confidence(2) == pytest.approx(0.975)
     assert DecisionRule(bonferroni=False).required_confidence(2) == 0.95
+
+
+# --- the net value rule ----------------------------------------------------------------------
+def value(net: float, confidence: float = 0.99) -> NetValue:
+    return NetValue(net_pnl=net, confidence_positive=confidence, trades=100, cost_bps=1.0)
+
+
+def test_a_first_champion_must_earn_after_costs_with_confidence() -> None:
+    y = labels(3000, seed=9, run=10, p=(0.25, 0.5, 0.25))
+    good = model_with_accuracy(y, 0.7, seed=1, run=10)
+    earns = decide(y, {"lstm_v1": good}, None, FAST, values={"lstm_v1": value(0.02)})
+    assert earns.outcome == "promote" and "net value pass" in earns.reason
+    for net, conf in ((-0.01, 0.2), (0.01, 0.80)):  # loses; earns but not surely
+        d = decide(y, {"lstm_v1": good}, None, FAST, values={"lstm_v1": value(net, conf)})
+        assert d.outcome == "no_champion" and "net value FAIL" in d.reason
+        assert "F1 margin pass" in d.reason  # every rule is listed with its verdict
+
+
+def test_a_challenger_must_not_earn_less_than_the_champion() -> None:
+    y = labels(3000, seed=7, run=15)
+    champ = model_with_accuracy(y, 0.40, seed=1, run=15)
+    chal = model_with_accuracy(y, 0.60, seed=2, run=15)
+    models = {"transformer_v2": chal}
+    better = decide(y, models, ("lstm_v1", champ), FAST,
+                    values={"transformer_v2": value(0.03), "lstm_v1": value(0.02)})  # fmt: skip
+    assert better.outcome == "promote"
+    worse = decide(y, models, ("lstm_v1", champ), FAST,
+                   values={"transformer_v2": value(0.01), "lstm_v1": value(0.02)})  # fmt: skip
+    assert worse.outcome == "keep"
+    assert "net value FAIL" in worse.reason and "vs lstm_v1's +2.0000%" in worse.reason
+    unknown = decide(y, models, ("lstm_v1", champ), FAST)
+    assert unknown.outcome == "promote" and "net value not evaluated" in unknown.reason
+
+
+def test_net_value_bootstraps_whole_timestamps() -> None:
+    rng = np.random.default_rng(0)
+    minutes = np.repeat(np.arange(2000), 4)  # four tickers a minute
+    edge = rng.normal(2e-4, 1e-3, len(minutes))
+    noise = rng.normal(0.0, 1e-3, len(minutes))
+    sure = net_value(edge, minutes, trades=len(minutes), cost_bps=1.0, rule=FAST)
+    unsure = net_value(noise, minutes, trades=len(minutes), cost_bps=1.0, rule=FAST)
+    assert sure.net_pnl == pytest.approx(edge.sum()) and sure.confidence_positive > 0.99
+    assert 0.01 < unsure.confidence_positive < 0.99
+    empty = net_value(np.zeros(0), np.zeros(0, np.int64), trades=0, cost_bps=1.0)
+    assert (empty.net_pnl, empty.confidence_positive) == (0.0, 0.0)
