@@ -12,6 +12,7 @@ that roll back on drift and reload a new champion.
   champion changed.
 """
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,22 @@ import dagster as dg
 from pydantic import Field
 
 from quant_assets.defs.configs import config_class, dataclass_values
+from quant_assets.defs.images import png_markdown
 from quant_assets.deployment import champion
+from quant_assets.deployment.backtest_report import backtest_table, headline_metrics, log_backtests
 from quant_assets.deployment.decision import DecisionRule, decision_summary
+from quant_assets.deployment.holdout_value import DEFAULT_THRESHOLD
 from quant_assets.deployment.model_config import file_sha256
 from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.deployment.scoring import load_validation_set
 from quant_assets.deployment.validate_model import ValidationRun, validate_and_deploy
+from quant_assets.evaluation.backtest import (
+    DEFAULT_COST_BPS,
+    DEFAULT_COSTS_BPS,
+    BacktestSpec,
+    write_equity_curve,
+)
+from quant_assets.labels import LabelSpec
 from quant_assets.models.bundle import ARCHS, latest_bundles, load_bundle
 from quant_assets.models.parity import check_bundle
 from quant_assets.settings import TRAINING_DATASET, Settings
@@ -42,6 +53,22 @@ class _ChampionConfigBase(dg.Config):
     segment: str = Field("holdout", description="the dataset segment used for validation")
     auto_recover: bool = True
     sync_mlflow: bool = True
+    signal_threshold: float = Field(
+        DEFAULT_THRESHOLD, description="backtest: long when p_up − p_down ≥ τ, short when ≤ −τ"
+    )
+    cost_bps: float = Field(
+        DEFAULT_COST_BPS, description="backtest: the default cost, bps per side (in the grid)"
+    )
+
+    def backtest_spec(self, label_spec: LabelSpec | None) -> BacktestSpec:
+        """The holdout backtest's policy: τ, the labels' horizon and barriers, the costs."""
+        costs = tuple(sorted({*DEFAULT_COSTS_BPS, float(self.cost_bps)}))
+        return BacktestSpec.from_label_spec(
+            label_spec or LabelSpec(),
+            self.signal_threshold,
+            costs_bps=costs,
+            default_cost_bps=self.cost_bps,
+        )
 
     def rule(self) -> DecisionRule:
         """The DecisionRule these settings describe."""
@@ -102,12 +129,18 @@ def champion_model(
         config.rule(),
         auto_recover=config.auto_recover,
         tracking_uri=settings.mlflow_tracking_uri if config.sync_mlflow else None,
+        backtest=config.backtest_spec(vs.label_spec),
     )
-    for note in run.notes:
+    notes = list(run.notes)
+    if config.sync_mlflow and run.backtests:
+        run_ids = {n: s.meta.get("mlflow_run_id") for n, s in run.scored.items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            notes += log_backtests(settings.mlflow_tracking_uri, run.backtests, run_ids, Path(tmp))
+    for note in notes:
         context.log.warning(note)
     context.log.info(f"{run.action}: {run.decision.reason}")
     return dg.MaterializeResult(
-        metadata=_metadata(run, registry),
+        metadata=_metadata(run, registry) | _backtest_metadata(run),
         data_version=dg.DataVersion(f"{run.champion_after}@{run.revision}"),
     )
 
@@ -138,6 +171,23 @@ def _metadata(run: ValidationRun, registry: ModelRegistry) -> dict[str, Any]:
         "model_config": dg.MetadataValue.path(str(registry.path)),
         "mlflow_alias": dg.MetadataValue.text(
             "not synced" if alias is None else f"{alias.action}: {alias.message}"
+        ),
+    }
+
+
+def _backtest_metadata(run: ValidationRun) -> dict[str, Any]:
+    """The holdout backtests: the table, each model's equity curve, the figures."""
+    if not run.backtests:
+        return {"backtest": dg.MetadataValue.text("no holdout backtest")}
+    with tempfile.TemporaryDirectory() as tmp:
+        curves = "\n\n".join(
+            png_markdown(write_equity_curve(r, Path(tmp) / f"{n}.png"), f"{n} equity curve")
+            for n, r in run.backtests.items()
+        )
+    return {
+        "backtest": dg.MetadataValue.md(backtest_table(run.backtests) + "\n\n" + curves),
+        "backtest_figures": dg.MetadataValue.json(
+            {n: headline_metrics(r) for n, r in run.backtests.items()}
         ),
     }
 

@@ -2,7 +2,6 @@
 ``drift_report`` (data and concept drift of the last hour, with the rollback decision), and the
 ``live_monitoring`` job and schedule. The work is ``monitoring.drift_monitor``'s."""
 
-import base64
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from quant_assets.defs.deployment import champion_bundle
+from quant_assets.defs.images import png_markdown
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.deployment.champion import NO_CHAMPION
 from quant_assets.drift.report import DriftReport
@@ -134,9 +134,7 @@ def drift_report(
 
 def _chart_md(report: DriftReport) -> str:
     with tempfile.TemporaryDirectory() as tmp:
-        path = report.write_chart(Path(tmp) / "drift.png")
-        encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f"![drift](data:image/png;base64,{encoded})"
+        return png_markdown(report.write_chart(Path(tmp) / "drift.png"), "drift")
 
 
 live_monitoring_job = dg.define_asset_job(

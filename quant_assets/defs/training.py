@@ -12,10 +12,8 @@ default decides); the dataset's fields on ``training_dataset``, the others on th
 (which take the dataset's own values for its fields).
 """
 
-import base64
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -24,6 +22,7 @@ from pydantic import Field
 
 from quant_assets import tracking
 from quant_assets.defs.configs import config_class
+from quant_assets.defs.images import png_markdown
 from quant_assets.defs.partitions import range_tags
 from quant_assets.defs.resources import DatabaseResource, MlflowResource
 from quant_assets.labels import CLASS_NAMES
@@ -87,7 +86,7 @@ def training_dataset(
         raise dg.Failure("no labelled bars in table labels: materialize features and labels first")
     sessions = sessions[-cfg.sessions :]
     began = time.perf_counter()
-    frame = load_labelled_features(engine, tickers, sessions[0], sessions[-1])
+    frame = load_labelled_features(engine, tickers, sessions[0], sessions[-1], prices=True)
     label_spec = label_spec_of(frame)
     if label_spec is None:
         raise dg.Failure("the labels table has no label_spec for the selected sessions")
@@ -233,7 +232,7 @@ def train_model_asset(
         model_version = run.register_model(
             registered, "bundle", tags={tracking.BUNDLE_TAG: bundle.name}
         )
-        images = {k: _png_markdown(v, k) for k, v in report.figures.items()}
+        images = {k: png_markdown(v, k) for k, v in report.figures.items()}
     seconds = time.perf_counter() - began
     test = report.metrics["test"]
     context.log.info(
@@ -305,11 +304,6 @@ def _parity_of(check: BundleCheck) -> Parity:
     if check.parity is None:
         raise dg.Failure(f"the new bundle's TFLite file cannot be checked: {check.message}")
     return check.parity
-
-
-def _png_markdown(path: Path, title: str) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f"![{title}](data:image/png;base64,{data})"
 
 
 def _confusion_markdown(cm: list[list[int]]) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quant_assets.labels import CLASS_ORDER
+from quant_assets.labels import CLASS_ORDER, LabelSpec
 from quant_assets.market.calendar import MARKET_TZ
 from quant_assets.models.bundle import read_manifest
 from quant_assets.models.dataset import TrainingDataset
@@ -43,7 +43,9 @@ class ValidationSet:
     """Unscaled windows ``[n, T, F]``, labels (−1/0/+1) and the time of each window's last bar.
 
     Rows are in time order; ``time_keys`` (int64 ns UTC) make the bootstrap resample whole
-    minutes across tickers.
+    minutes across tickers. ``tickers`` (each sample's) and ``market`` (the segment's bars with
+    prices and σ, ``TrainingDataset.holdout_bars``) let the holdout be backtested; None when
+    the dataset did not keep them.
     """
 
     windows: np.ndarray
@@ -52,6 +54,9 @@ class ValidationSet:
     columns: tuple[str, ...]
     feature_version: str | None
     description: str
+    tickers: np.ndarray | None = None
+    market: pd.DataFrame | None = None
+    label_spec: LabelSpec | None = None  # what made the labels (the backtest's barriers)
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -59,6 +64,8 @@ class ValidationSet:
             raise ValueError("windows [n, T, F], labels [n] and time_keys [n] must agree")
         if self.windows.shape[2] != len(self.columns):
             raise ValueError("windows' last axis must match columns")
+        if self.tickers is not None and len(self.tickers) != n:
+            raise ValueError("tickers [n] must agree with labels [n]")
 
     @property
     def window(self) -> int:
@@ -83,6 +90,7 @@ class ValidationSet:
             windows=self.windows[keep],
             labels=self.labels[keep],
             time_keys=self.time_keys[keep],
+            tickers=None if self.tickers is None else self.tickers[keep],
             description=f"{self.description}, after {pd.Timestamp(ts).isoformat()}",
         )
 
@@ -96,6 +104,9 @@ class ValidationSet:
         *,
         feature_version: str | None = None,
         description: str = "validation set",
+        tickers: np.ndarray | None = None,
+        market: pd.DataFrame | None = None,
+        label_spec: LabelSpec | None = None,
     ) -> ValidationSet:
         """Build from arrays, stably sorted by time."""
         keys = np.asarray(time_keys, dtype=np.int64)
@@ -107,6 +118,9 @@ class ValidationSet:
             tuple(columns),
             feature_version,
             description,
+            None if tickers is None else np.asarray(tickers, dtype=object)[order],
+            market,
+            label_spec,
         )
 
     @classmethod
@@ -122,6 +136,9 @@ class ValidationSet:
             feature_version=str(dataset.feature_spec.version),
             description=f"training dataset '{segment}' segment ({len(frame)} samples, "
             f"{frame['ticker'].nunique()} tickers)",
+            tickers=frame["ticker"].to_numpy(dtype=object),
+            market=dataset.holdout_bars() if segment == "holdout" else None,
+            label_spec=dataset.label_spec,
         )
 
 

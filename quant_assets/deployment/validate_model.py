@@ -6,7 +6,9 @@
    ``auto_recover``; an unknown ``schema_version`` is never overwritten automatically).
 2. Score the challengers (the newest bundle of each architecture) and the champion named in the
    config with their TFLite files on the same unseen validation set (``scoring``).
-3. ``validation.decide`` (margin + paired block bootstrap; baseline on the first run).
+3. With a ``BacktestSpec``, every scored model is backtested on the holdout's bars after costs
+   (``holdout_value``), and ``decision.decide`` weighs the F1 rules (margin + paired block
+   bootstrap; the baseline on the first run) and the net value rule.
 4. On ``promote``: ``champion.promote(..., expected_champion=<champion scored>)`` — if
    another process changed the champion meanwhile, nothing is written (``champion_changed``).
 5. Sync the MLflow alias (failures are reported, never fatal), promoted or not, so a night
@@ -27,11 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from quant_assets.deployment import champion
+from quant_assets.deployment.backtest_report import headline_metrics
 from quant_assets.deployment.decision import Decision, DecisionRule, decide
+from quant_assets.deployment.holdout_value import can_backtest, holdout_backtest, net_value_of
 from quant_assets.deployment.model_config import ModelRef
 from quant_assets.deployment.outcomes import AliasSyncResult, PromoteResult, RecoveryResult
 from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.deployment.scoring import ScoredBundle, ValidationSet, score_bundles, unseen_part
+from quant_assets.evaluation.backtest import BacktestResult, BacktestSpec
 from quant_assets.models.bundle import read_manifest
 from quant_assets.models.parity import PredictorLoader
 
@@ -50,6 +55,7 @@ class ValidationRun:
     validation: str
     n_samples: int
     scored: dict[str, ScoredBundle]
+    backtests: dict[str, BacktestResult] = field(default_factory=dict)
     recovery: RecoveryResult | None = None
     promotion: PromoteResult | None = None
     alias_sync: AliasSyncResult | None = None
@@ -65,6 +71,7 @@ def validate_and_deploy(
     loader: PredictorLoader | None = None,
     auto_recover: bool = True,
     tracking_uri: str | None = None,
+    backtest: BacktestSpec | None = None,
 ) -> ValidationRun:
     """Run the champion/challenger gate and update the registry (see the module docstring)."""
     rule = rule or DecisionRule()
@@ -118,8 +125,15 @@ def validate_and_deploy(
     scored_challengers = {
         n: s.probs for n, s in scored.items() if n != champ_name and s.probs is not None
     }
+    backtests = _backtests(unseen, scored, backtest, notes)
+    values = {name: net_value_of(result, unseen, rule) for name, result in backtests.items()}
     decision = decide(
-        unseen.labels, scored_challengers, reference, rule, time_keys=unseen.time_keys
+        unseen.labels,
+        scored_challengers,
+        reference,
+        rule,
+        time_keys=unseen.time_keys,
+        values=values,
     )
 
     action = {"promote": "promoted", "keep": "kept", "no_champion": "no_champion"}[decision.outcome]
@@ -132,7 +146,8 @@ def validate_and_deploy(
             registry,
             ModelRef.for_bundle(registry.home, winner.bundle_dir),
             reason=decision.reason,
-            metrics=decision.metrics[decision.winner].as_dict(),
+            metrics=decision.metrics[decision.winner].as_dict()
+            | headline_metrics(backtests.get(decision.winner)),
             mlflow_run_id=winner.meta.get("mlflow_run_id"),
             expected_champion=champ_name,
             tracking_uri=tracking_uri,
@@ -155,6 +170,7 @@ def validate_and_deploy(
         validation=unseen.description,
         n_samples=len(unseen),
         scored=scored,
+        backtests=backtests,
         recovery=recovery,
         promotion=promotion,
         alias_sync=alias,
@@ -162,3 +178,22 @@ def validate_and_deploy(
     )
     log.info("champion validation: %s (%s)", action, decision.reason)
     return run
+
+
+def _backtests(
+    vs: ValidationSet,
+    scored: Mapping[str, ScoredBundle],
+    spec: BacktestSpec | None,
+    notes: list[str],
+) -> dict[str, BacktestResult]:
+    """Each scored model's holdout backtest (none without a spec or without bars)."""
+    if spec is None:
+        return {}
+    if not can_backtest(vs):
+        notes.append("the validation set has no bars: the net value rule is not evaluated")
+        return {}
+    return {
+        name: holdout_backtest(vs, s.probs, spec)
+        for name, s in scored.items()
+        if s.probs is not None
+    }

@@ -18,6 +18,7 @@ from quant_assets.features.indicators import create_features
 from quant_assets.features.spec import FEATURE_SPEC, FEATURE_WARMUP_BARS, FeatureSpec
 from quant_assets.labels import LabelSpec, triple_barrier_labels
 from quant_assets.market import calendar
+from quant_assets.market.frames import PRICE_COLUMNS
 from quant_assets.storage.database import to_db_timestamp, to_utc
 
 LABEL_FIELDS: tuple[str, ...] = ("label", "t1", "ret", "sigma")
@@ -50,27 +51,35 @@ def load_labelled_features(
     first_session: object,
     last_session: object,
     columns: Sequence[str] = FEATURE_SPEC.columns,
+    *,
+    prices: bool = False,
 ) -> pd.DataFrame:
     """features ⟕ labels for ``tickers`` on New York days first … last (inclusive).
 
     Columns: ticker, ts, ``columns``, warm, label (Int8, <NA> where unlabelled), t1, ret,
-    sigma, label_spec (JSON text or None). Sorted by ticker, ts.
+    sigma, label_spec (JSON text or None), and with ``prices`` the adjusted open, high, low
+    and close of each bar (for backtests). Sorted by ticker, ts.
     """
     if not tickers:
         raise ValueError("no tickers to load")
-    from quant_assets.storage.schema import features, labels
+    from quant_assets.storage.schema import adjusted_bars, features, labels
 
     start, end = calendar.span_of_days(first_session, last_session)
-    f, lab = features.c, labels.c
-    cols = ["ticker", "ts", *columns, "warm", *LABEL_FIELDS, "label_spec"]
+    f, lab, adj = features.c, labels.c, adjusted_bars.c
+    price_columns = list(PRICE_COLUMNS) if prices else []
+    cols = ["ticker", "ts", *columns, "warm", *LABEL_FIELDS, "label_spec", *price_columns]
+    joined = features.outerjoin(labels, (lab.ticker == f.ticker) & (lab.ts == f.ts))
+    if prices:
+        joined = joined.outerjoin(adjusted_bars, (adj.ticker == f.ticker) & (adj.ts == f.ts))
     query = (
         select(
             f.ticker,
             f.ts,
             *(f[c] for c in (*columns, "warm")),
             *(lab[c] for c in (*LABEL_FIELDS, "label_spec")),
+            *(adj[c] for c in price_columns),
         )
-        .select_from(features.outerjoin(labels, (lab.ticker == f.ticker) & (lab.ts == f.ts)))
+        .select_from(joined)
         .where(
             f.ticker.in_(list(tickers)),
             f.ts >= to_db_timestamp(start, engine),
@@ -85,7 +94,7 @@ def load_labelled_features(
         frame[c] = to_utc(frame[c]) if len(frame) else frame[c].astype("datetime64[ns, UTC]")
     frame["label"] = pd.array(frame["label"], dtype="Int8")
     frame["warm"] = frame["warm"].astype("boolean").fillna(False).astype(bool)
-    for c in (*columns, "ret", "sigma"):
+    for c in (*columns, "ret", "sigma", *price_columns):
         frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
     return frame
 

@@ -28,6 +28,9 @@ nullable) and ``t1`` (the bar that ended the label). Rules:
   train range; median/IQR is stable and the clip bounds what a shock can feed the network.
   ``minmax`` (seed behaviour: (x − min) / (max − min)) stays available.
 * **Class weights** ``n / (3 · n_k)`` from the train labels (balanced).
+* **Holdout market** (``holdout_bars``): when the rows carry prices (open, high, low, close)
+  and ``sigma``, those of the holdout segment's bars are kept, so a model's holdout
+  probabilities can be backtested on the same bars (``deployment.holdout_value``).
 """
 
 from __future__ import annotations
@@ -239,6 +242,17 @@ def training_reference(
 
 
 # --- the dataset ----------------------------------------------------------------------------
+MARKET_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "sigma")
+
+
+@dataclass(frozen=True)
+class HoldoutMarket:
+    """Prices and barrier σ of the holdout segment's rows (for backtests)."""
+
+    rows: np.ndarray  # int64, into the dataset's row arrays, in row order
+    values: np.ndarray  # float64 (n, 5): MARKET_COLUMNS
+
+
 @dataclass(frozen=True)
 class Samples:
     """The samples of one segment: the row index of each window's last bar, class and t1."""
@@ -274,6 +288,7 @@ class TrainingDataset:
     reference_stats: dict[str, dict[str, Any]]
     config: dict[str, Any]
     stats: dict[str, Any] = field(default_factory=dict)
+    holdout_market: HoldoutMarket | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -304,6 +319,20 @@ class TrainingDataset:
                 "label": class_to_label(s.y),
             }
         )
+
+    def holdout_bars(self) -> pd.DataFrame | None:
+        """ticker, ts, open, high, low, close, sigma of the holdout's bars (None: not kept)."""
+        market = self.holdout_market
+        if market is None:
+            return None
+        frame = pd.DataFrame(market.values, columns=list(MARKET_COLUMNS))
+        frame.insert(
+            0, "ticker", np.asarray(self.tickers, dtype=object)[self.row_ticker[market.rows]]
+        )
+        frame.insert(
+            1, "ts", pd.DatetimeIndex(self.row_ts[market.rows].view("datetime64[ns]"), tz="UTC")
+        )
+        return frame
 
     def class_balance(self, segment: str) -> dict[str, int]:
         counts = np.bincount(self.samples[segment].y.astype(np.int64), minlength=3)
@@ -346,6 +375,9 @@ class TrainingDataset:
             arrays[f"{name}__end_row"] = s.end_row
             arrays[f"{name}__y"] = s.y
             arrays[f"{name}__t1"] = s.t1
+        if self.holdout_market is not None:
+            arrays["market__rows"] = self.holdout_market.rows
+            arrays["market__values"] = self.holdout_market.values
         fd, tmp = tempfile.mkstemp(prefix=".dataset-", suffix=".npz", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -389,6 +421,9 @@ class TrainingDataset:
                 reference_stats=meta["reference_stats"],
                 config=meta["config"],
                 stats=meta["stats"],
+                holdout_market=HoldoutMarket(data["market__rows"], data["market__values"])
+                if "market__rows" in data
+                else None,
             )
 
 
@@ -403,7 +438,8 @@ def build_dataset(
     """Windows, split, purge, embargo, scaler and class weights from labelled feature rows.
 
     ``frame``: ticker, ts, the ``feature_spec`` columns, ``label`` (nullable), ``t1`` and
-    optionally ``warm``. ``plan`` defaults to ``plan_split`` over the sessions that have labels.
+    optionally ``warm`` and the ``MARKET_COLUMNS`` (kept for the holdout's bars). ``plan``
+    defaults to ``plan_split`` over the sessions that have labels.
     """
     config = config or TrainingConfig()
     columns = list(feature_spec.columns)
@@ -521,7 +557,21 @@ def build_dataset(
         ),
         config=config.to_dict(),
         stats=stats,
+        holdout_market=_holdout_market(frame, order, ts_ns, plan),
     )
+
+
+def _holdout_market(
+    frame: pd.DataFrame, order: np.ndarray, ts_ns: np.ndarray, plan: SplitPlan
+) -> HoldoutMarket | None:
+    """The holdout rows' prices and σ, when the frame has them."""
+    bounds = plan.bounds("holdout")
+    if bounds is None or not set(MARKET_COLUMNS) <= set(frame.columns):
+        return None
+    start, end = (b.value for b in bounds)
+    rows = np.flatnonzero((ts_ns >= start) & (ts_ns < end))
+    values = frame[list(MARKET_COLUMNS)].to_numpy(dtype=np.float64)[order][rows]
+    return HoldoutMarket(rows.astype(np.int64), values)
 
 
 def _stride(rows: np.ndarray, codes: np.ndarray, stride: int) -> np.ndarray:
