@@ -139,7 +139,8 @@ def _model_asset(arch: str):
         deps=[training_dataset],
         description=(
             f"{title} direction classifier (softmax over down/flat/up) trained on "
-            "training_dataset with early stopping (best weights), exported to TFLite and "
+            "training_dataset with early stopping (best weights), temperature-calibrated on "
+            "the validation segment (log-loss and ECE before/after), exported to TFLite and "
             f"written as bundle $QUANT_HOME/models/{arch}_vN/; one MLflow run with params, "
             "per-epoch metrics, test metrics, figures, the bundle and a registered version."
         ),
@@ -150,7 +151,8 @@ def _model_asset(arch: str):
                 blocking=True,
                 description=(
                     "The bundle's .tflite (through Predictor, scaler included) and its .keras "
-                    "give probabilities within the tolerance (1e-4) on validation windows."
+                    "(both calibrated) give probabilities within the tolerance (1e-4) on "
+                    "validation windows."
                 ),
             )
         ],
@@ -169,6 +171,7 @@ def train_model_asset(
     """Train one architecture end to end and report it (shared by both model assets)."""
     # Imported here so that loading the definitions (sensors, schedules, every run) does not
     # load TensorFlow; only the model runs do.
+    from quant_assets.models.calibration import report_scalars
     from quant_assets.models.training import scalar_metrics, train_and_bundle
 
     settings = Settings()
@@ -208,6 +211,8 @@ def train_model_asset(
         run.log_metrics(
             {f"val_{k}": v for k, v in scalar_metrics(report.metrics["validation"]).items()}
         )
+        calibration = report_scalars(report.calibration)
+        run.log_metrics(calibration)
         parity_check = check_bundle(
             bundle.path,
             windows=dataset.windows("val", scaled=False, limit=cfg.parity_windows),
@@ -237,7 +242,8 @@ def train_model_asset(
     test = report.metrics["test"]
     context.log.info(
         f"{bundle.name}: test macro-F1(up/down) {test['macro_f1_updown']:.4f}, accuracy "
-        f"{test['accuracy']:.4f}; parity max|Δp| {parity.max_abs_diff:.2e}; "
+        f"{test['accuracy']:.4f}; temperature {report.calibration['temperature']:.3f}; "
+        f"parity max|Δp| {parity.max_abs_diff:.2e}; "
         f"MLflow run {run.run_id}, {registered} v{model_version}; {seconds:.1f} s"
     )
     metadata: dict[str, Any] = {
@@ -262,9 +268,12 @@ def train_model_asset(
                 "kappa",
                 "direction_auc",
                 "log_loss",
+                "ece",
             )
             if k in test
         },
+        **{k: dg.MetadataValue.float(round(v, 6)) for k, v in calibration.items()},
+        "calibration": dg.MetadataValue.json(report.calibration),
         "val_macro_f1_updown": dg.MetadataValue.float(
             round(report.metrics["validation"]["macro_f1_updown"], 6)
         ),

@@ -5,6 +5,7 @@
 * ``dataset``: windows, chronological split with purge and embargo, train-only scaler, class
   weights, holdout (``build_dataset`` → ``TrainingDataset``).
 * ``architectures``: the LSTM and the Transformer encoder (Keras 3).
+* ``calibration``: temperature scaling, log-loss and expected calibration error (numpy).
 * ``training``: ``train_model``, metrics, figures, ``train_and_bundle`` (the whole per-model job).
 * ``export``: Keras → TFLite and the parity measurement.
 * ``bundle``: the versioned model bundle (``write_bundle``, ``load_bundle``, ``next_version``).

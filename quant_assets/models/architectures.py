@@ -10,6 +10,11 @@ Both take a window (batch, window, n_features) of scaled features and end in
   Vaswani et al.) → the newest step's vector concatenated with the mean over steps → Dropout →
   Dense(3, softmax).
 
+``with_temperature`` gives a copy whose output layer divides its logits by a temperature T
+(``models.calibration``): softmax((W·h + b) / T) = softmax((W / T)·h + b / T), so scaling that
+layer's kernel and bias by 1 / T *is* temperature scaling, exactly, inside the model. The saved
+.keras file and the TFLite exported from it then give calibrated probabilities by themselves.
+
 Layers are stock Keras except ``PositionalEncoding`` (registered as serializable, so
 ``keras.models.load_model`` of a saved .keras file works once this module is imported).
 """
@@ -25,6 +30,8 @@ import numpy as np
 
 from quant_assets.models.bundle import ARCHS
 from quant_assets.models.config import TrainingConfig
+
+OUTPUT_LAYER = "probs"  # the Dense(3, softmax) both architectures end in
 
 
 @keras.saving.register_keras_serializable(package="quant_assets")
@@ -63,7 +70,7 @@ def build_lstm(
     h = keras.layers.Dropout(dropout, name="dropout_lstm")(h)
     h = keras.layers.Dense(dense, activation="relu", name="dense")(h)
     h = keras.layers.Dropout(dropout, name="dropout_dense")(h)
-    outputs = keras.layers.Dense(3, activation="softmax", name="probs")(h)
+    outputs = keras.layers.Dense(3, activation="softmax", name=OUTPUT_LAYER)(h)
     return keras.Model(inputs, outputs, name="lstm")
 
 
@@ -114,7 +121,7 @@ def build_transformer(
     mean = keras.layers.GlobalAveragePooling1D(name="mean_step")(h)
     h = keras.layers.Concatenate(name="pool")([last, mean])
     h = keras.layers.Dropout(dropout, name="dropout_head")(h)
-    outputs = keras.layers.Dense(3, activation="softmax", name="probs")(h)
+    outputs = keras.layers.Dense(3, activation="softmax", name=OUTPUT_LAYER)(h)
     return keras.Model(inputs, outputs, name="transformer")
 
 
@@ -143,3 +150,14 @@ def build_model(
             patch=config.transformer_patch,
         )
     raise ValueError(f"unknown architecture {arch!r}; use one of {ARCHS}")
+
+
+def with_temperature(model: keras.Model, temperature: float) -> keras.Model:
+    """A copy of ``model`` whose probabilities are softmax(logits / ``temperature``)."""
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    tempered = keras.models.clone_model(model)
+    tempered.set_weights(model.get_weights())
+    output = tempered.get_layer(OUTPUT_LAYER)
+    output.set_weights([w / np.float32(temperature) for w in output.get_weights()])
+    return tempered

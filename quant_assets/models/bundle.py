@@ -22,6 +22,13 @@ Layout: ``{models_dir}/{arch}_v{N}/`` with ``{arch}_v{N}.tflite``, ``{arch}_v{N}
   means, window, n_windows, bucket_edges, bucket_max_prob, bucket_entropy, cross_corr);
 * ``metrics``: {"test": {accuracy, macro_f1_updown, precision_up, recall_up, precision_down,
   recall_down, confusion_matrix, kappa, direction_auc, …}, "validation": {…}, "parity": {…}};
+* ``calibration`` (optional; a bundle without it is uncalibrated, temperature 1):
+  {method "temperature", temperature T, fitted_on "validation", ece_bins, and per segment
+  ("validation", "test") {n, log_loss_before, log_loss_after, ece_before, ece_after}}
+  (``models.calibration.calibration_report``). T is already *in* the model files: the output
+  layer's logits are divided by T (``architectures.with_temperature``), so the .keras and the
+  .tflite give calibrated probabilities and nobody applies T again. ``validation_baseline``
+  and ``metrics`` describe those calibrated probabilities;
 * ``mlflow_run_id`` (or null), ``training_window`` {first_session, last_session},
   ``holdout_window`` {first_session, last_session} (sessions kept back, never trained on),
   ``tflite`` {input_shape, fixed_batch}, ``training`` {config, epochs_run, …}.
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -100,6 +108,7 @@ class Bundle:
     mlflow_run_id: str | None
     training_window: dict[str, Any]
     manifest: dict[str, Any] = field(repr=False)
+    temperature: float = 1.0  # the calibration built into the model files (1: none)
 
     @property
     def name(self) -> str:
@@ -195,11 +204,13 @@ def write_bundle(
     metrics: dict[str, Any],
     mlflow_run_id: str | None,
     training_window: dict[str, Any],
+    calibration: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Bundle:
     """Write a new version of ``arch`` atomically and return it loaded.
 
-    ``keras_model`` is a ``keras.Model`` (saved here) or the path of a saved ``.keras`` file.
+    ``keras_model`` is a ``keras.Model`` (saved here) or the path of a saved ``.keras`` file;
+    ``calibration`` says what temperature is built into it (None: none).
     ``extra`` entries are added to bundle.json (they may not replace the contract's keys).
     """
     _check_arch(arch)
@@ -242,6 +253,8 @@ def write_bundle(
                 "mlflow_run_id": mlflow_run_id,
                 "training_window": training_window,
             }
+            if calibration is not None:
+                manifest["calibration"] = calibration
             _write_bytes(
                 tmp / BUNDLE_FILE, json.dumps(manifest, indent=1, allow_nan=False).encode()
             )
@@ -281,7 +294,8 @@ def load_bundle(path: str | Path) -> Bundle:
         scaler = FeatureScaler.from_dict(manifest["scaler"])
         window = int(manifest["window"])
         class_order = tuple(int(c) for c in manifest["class_order"])
-    except (KeyError, TypeError, ValueError) as err:
+        temperature = float((manifest.get("calibration") or {}).get("temperature", 1.0))
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
         raise BundleError(f"{manifest_path} has an invalid field: {err}") from None
     if scaler.columns != feature_spec.columns:
         raise BundleError(f"{manifest_path}: scaler columns differ from feature_spec columns")
@@ -289,6 +303,8 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{manifest_path}: class_order {class_order} is not {CLASS_ORDER}")
     if window < 1:
         raise BundleError(f"{manifest_path}: window must be >= 1")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise BundleError(f"{manifest_path}: calibration temperature must be > 0")
     bundle = Bundle(
         path=path,
         arch=arch,
@@ -305,6 +321,7 @@ def load_bundle(path: str | Path) -> Bundle:
         mlflow_run_id=manifest["mlflow_run_id"],
         training_window=dict(manifest["training_window"]),
         manifest=manifest,
+        temperature=temperature,
     )
     for label, file in (("tflite", bundle.tflite_path), ("keras", bundle.keras_path)):
         if not file.is_file() or file.stat().st_size == 0:

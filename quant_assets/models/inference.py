@@ -4,7 +4,10 @@
 ``ai_edge_litert.interpreter.Interpreter``. ``predict_windows`` takes *unscaled*
 ``create_features`` windows and applies the bundle's scaler, so callers never scale by hand;
 ``predict_latest`` goes from raw bars to one prediction per ticker with the same
-``create_features`` that built the training data (train/serve parity).
+``create_features`` that built the training data (train/serve parity). The probabilities are
+the calibrated ones: a bundle's temperature is built into its TFLite file
+(``Bundle.temperature``; ``models.calibration``), so live scoring, concept drift and holdout
+scoring, which all get their probabilities here, never apply it themselves.
 
 An interpreter is not thread-safe: use one ``Predictor`` per thread (an API server can keep a
 small pool).

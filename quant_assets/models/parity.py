@@ -4,7 +4,9 @@
 Keras model in memory against the TFLite bytes, on scaled windows), the model assets'
 ``tflite_parity`` check and the champion's ``champion_file_valid`` check (``check_bundle``: a
 bundle's files on disk, unscaled windows through ``Predictor`` against its ``.keras`` on the
-same windows scaled by the bundle's scaler). Keras' own export tests use atol = 1e-4 for float
+same windows scaled by the bundle's scaler). Both files hold the calibrated model (the
+temperature is in the output layer's weights), so parity compares calibrated probabilities
+with calibrated probabilities. Keras' own export tests use atol = 1e-4 for float
 models, hence ``DEFAULT_TOLERANCE``.
 """
 

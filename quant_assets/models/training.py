@@ -5,10 +5,17 @@ sparse categorical cross-entropy, weights the classes (balanced, from the train 
 fits on the train windows with the validation windows for ``EarlyStopping(val_loss,
 restore_best_weights=True)``, and returns the model with its per-epoch history. Callers add
 their own callbacks (the Dagster asset logs each epoch to MLflow through one).
+
+``train_and_bundle`` then calibrates: the class weights skew the probabilities, so a
+temperature T is fitted on the validation predictions (never on test or holdout;
+``models.calibration``) and built into the output layer (``architectures.with_temperature``).
+The bundle's .keras and .tflite, its metrics, its concept-drift baseline and the parity check
+all see the calibrated probabilities; ``calibration`` reports log-loss and ECE before and after.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,15 +28,21 @@ from sklearn.metrics import (
     cohen_kappa_score,
     confusion_matrix,
     f1_score,
-    log_loss,
     precision_recall_fscore_support,
     roc_auc_score,
 )
 
 from quant_assets.drift.reference import concept_baseline_from_probs
 from quant_assets.labels import CLASS_NAMES
-from quant_assets.models.architectures import build_model
+from quant_assets.models.architectures import build_model, with_temperature
 from quant_assets.models.bundle import write_bundle
+from quant_assets.models.calibration import (
+    apply_temperature,
+    calibration_report,
+    expected_calibration_error,
+    fit_temperature,
+    log_loss,
+)
 from quant_assets.models.config import TrainingConfig
 from quant_assets.models.dataset import TrainingDataset
 from quant_assets.models.inference import TFLiteRunner
@@ -37,6 +50,7 @@ from quant_assets.models.parity import compare_probabilities, keras_probabilitie
 from quant_assets.models.tflite_export import export_tflite
 
 UP, FLAT, DOWN = 2, 1, 0  # class indices
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -123,10 +137,10 @@ def predict_proba(model: Any, x: np.ndarray, batch_size: int = 2048) -> np.ndarr
 def classification_metrics(y_true: np.ndarray, proba_or_pred: np.ndarray) -> dict[str, Any]:
     """Test metrics on class indices: accuracy, macro-F1 over UP/DOWN, per-class P/R, κ, …
 
-    ``proba_or_pred``: (n, 3) probabilities (argmax decides; log loss reported) or (n,) class
-    predictions. ``macro_f1_updown`` is the mean of the UP and DOWN F1 scores (the flat class
-    is not a trade); ``confusion_matrix`` rows are true classes, columns predicted, both in the
-    order down, flat, up.
+    ``proba_or_pred``: (n, 3) probabilities (argmax decides; log loss and top-label ECE
+    reported, ``models.calibration``) or (n,) class predictions. ``macro_f1_updown`` is the
+    mean of the UP and DOWN F1 scores (the flat class is not a trade); ``confusion_matrix``
+    rows are true classes, columns predicted, both in the order down, flat, up.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     arr = np.asarray(proba_or_pred)
@@ -157,8 +171,8 @@ def classification_metrics(y_true: np.ndarray, proba_or_pred: np.ndarray) -> dic
     }
     if arr.ndim == 2 and y_true.size:
         out["direction_auc"] = direction_auc(y_true, arr)
-        p = np.clip(arr.astype(np.float64), 1e-7, 1.0)
-        out["log_loss"] = float(log_loss(y_true, p / p.sum(1, keepdims=True), labels=labels))
+        out["log_loss"] = log_loss(arr, y_true)
+        out["ece"] = expected_calibration_error(arr, y_true)
     return out
 
 
@@ -282,9 +296,11 @@ class ModelReport:
     """What one training produced: the model, its metrics, the TFLite file and the bundle."""
 
     arch: str
-    result: TrainResult
+    result: TrainResult  # result.model: as trained, before calibration
+    model: Any  # keras.Model: the calibrated one, in the bundle and the TFLite file
     tflite: bytes
-    metrics: dict[str, Any]  # {"test": …, "validation": …, "parity": …}
+    metrics: dict[str, Any]  # {"test": …, "validation": …, "parity": …}, calibrated
+    calibration: dict[str, Any]  # models.calibration.calibration_report
     validation_baseline: dict[str, Any]
     figures: dict[str, Path]
     bundle: Any = None  # bundle.Bundle once written
@@ -302,30 +318,53 @@ def train_and_bundle(
     figures_dir: str | Path | None = None,
     verbose: int = 0,
 ) -> ModelReport:
-    """Train ``arch``, evaluate on validation and test, export TFLite, measure parity, and
-    (when ``models_dir`` is given) write the next bundle version.
+    """Train ``arch``, calibrate it on validation, evaluate on validation and test, export
+    TFLite, measure parity, and (when ``models_dir`` is given) write the next bundle version.
 
-    Parity is measured on the first ``config.parity_windows`` validation windows, Keras vs the
-    exported TFLite bytes, and recorded in ``metrics["parity"]`` (with ``passed``).
+    Parity is measured on the first ``config.parity_windows`` validation windows, the
+    calibrated Keras model vs the TFLite bytes exported from it, and recorded in
+    ``metrics["parity"]`` (with ``passed``).
     """
     seconds: dict[str, float] = {}
     result = train_model(arch, dataset, config, callbacks=callbacks, verbose=verbose)
     seconds["fit"] = result.seconds
     began = time.perf_counter()
-    val_p = predict_proba(result.model, dataset.windows("val"))
-    test_p = predict_proba(result.model, dataset.windows("test"))
+    y_val, y_test = dataset.y("val"), dataset.y("test")
+    raw_val = predict_proba(result.model, dataset.windows("val"))
+    raw_test = predict_proba(result.model, dataset.windows("test"))
+    temperature = fit_temperature(raw_val, y_val)
+    calibration = calibration_report(
+        temperature, {"validation": (raw_val, y_val), "test": (raw_test, y_test)}
+    )
+    model = with_temperature(result.model, temperature)
+    # The calibrated model's outputs, computed from the raw ones (the same numbers to float
+    # precision, without a second pass of the network over both segments).
+    val_p = apply_temperature(raw_val, temperature)
+    test_p = apply_temperature(raw_test, temperature)
     metrics: dict[str, Any] = {
-        "test": classification_metrics(dataset.y("test"), test_p),
-        "validation": classification_metrics(dataset.y("val"), val_p),
+        "test": classification_metrics(y_test, test_p),
+        "validation": classification_metrics(y_val, val_p),
     }
     baseline = validation_baseline(val_p, dataset.sample_frame("val"))
     seconds["evaluate"] = time.perf_counter() - began
+    fitted = calibration["validation"]
+    logger.info(
+        "%s: temperature %.3f fitted on %d validation windows: log-loss %.4f → %.4f, "
+        "ECE %.4f → %.4f",
+        arch,
+        temperature,
+        fitted["n"],
+        fitted["log_loss_before"],
+        fitted["log_loss_after"],
+        fitted["ece_before"],
+        fitted["ece_after"],
+    )
 
     began = time.perf_counter()
-    tflite = export_tflite(result.model, arch, config)
+    tflite = export_tflite(model, arch, config)
     x = dataset.windows("val", limit=config.parity_windows)
     check = compare_probabilities(
-        keras_probabilities(result.model, x),
+        keras_probabilities(model, x),
         TFLiteRunner(tflite).predict(x),
         config.parity_tolerance,
     )
@@ -345,7 +384,9 @@ def train_and_bundle(
             result.history, out / f"{arch}_learning_curves.png", f"{arch}: learning curves"
         )
 
-    report = ModelReport(arch, result, tflite, metrics, baseline, figures, seconds=seconds)
+    report = ModelReport(
+        arch, result, model, tflite, metrics, calibration, baseline, figures, seconds=seconds
+    )
     if models_dir is not None:
         if dataset.label_spec is None:
             raise ValueError("the dataset has no label spec; a bundle needs one")
@@ -355,7 +396,7 @@ def train_and_bundle(
             models_dir,
             arch,
             tflite=tflite,
-            keras_model=result.model,
+            keras_model=model,
             feature_spec=dataset.feature_spec,
             window=dataset.window,
             label_spec=dataset.label_spec,
@@ -365,6 +406,7 @@ def train_and_bundle(
             metrics=metrics,
             mlflow_run_id=mlflow_run_id,
             training_window=dataset.training_window(),
+            calibration=calibration,
             extra={
                 "holdout_window": None
                 if holdout is None

@@ -102,7 +102,19 @@ def test_training_assets_write_bundles_and_mlflow_runs(quant_env: Settings) -> N
             assert run.data.params["arch"] == arch
             expected = {"test_accuracy", "test_macro_f1_updown", "test_precision_up"}
             expected |= {"test_recall_down", "epoch_loss", "epoch_val_loss"}
+            # Calibration figures, under the same names for both architectures.
+            expected |= {"calibration_temperature", "test_ece", "test_log_loss"}
+            expected |= {
+                f"calibration_{segment}_{figure}_{when}"
+                for segment in ("validation", "test")
+                for figure in ("ece", "log_loss")
+                for when in ("before", "after")
+            }
             assert expected <= set(run.data.metrics)
+            assert run.data.metrics["calibration_temperature"] == pytest.approx(bundle.temperature)
+            assert meta["calibration_test_ece_after"].value == pytest.approx(
+                bundle.manifest["calibration"]["test"]["ece_after"], abs=1e-6
+            )
             artifacts = {a.path for a in client.list_artifacts(run_id)}
             assert {"bundle", "figures", "metrics.json"} <= artifacts
             bundle_files = {Path(a.path).name for a in client.list_artifacts(run_id, "bundle")}

@@ -20,7 +20,13 @@ from quant_assets.models.bundle import (
 from quant_assets.models.dataset import TrainingDataset
 
 
-def write(models: Path, ds: TrainingDataset, arch: str = "lstm", tmp: Path | None = None):
+def write(
+    models: Path,
+    ds: TrainingDataset,
+    arch: str = "lstm",
+    tmp: Path | None = None,
+    calibration: dict | None = None,
+):
     keras_file = (tmp or models.parent) / "model.keras"
     keras_file.write_bytes(b"not really a keras file")
     return write_bundle(
@@ -37,6 +43,7 @@ def write(models: Path, ds: TrainingDataset, arch: str = "lstm", tmp: Path | Non
         metrics={"test": {"accuracy": 0.5, "macro_f1_updown": 0.4}},
         mlflow_run_id="abc",
         training_window=ds.training_window(),
+        calibration=calibration,
         extra={"holdout_window": {"first_session": "2026-03-19", "last_session": "2026-03-20"}},
     )
 
@@ -64,6 +71,26 @@ def test_write_and_load_a_bundle(small_dataset: TrainingDataset, tmp_path: Path)
     assert loaded.scaler.columns == small_dataset.columns
     assert loaded.label_spec == LabelSpec() and loaded.mlflow_run_id == "abc"
     assert loaded.tflite_path.read_bytes() == b"TFL3-fake"
+
+
+def test_the_calibration_temperature_is_carried_and_old_bundles_have_none(
+    small_dataset: TrainingDataset, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    old = write(models, small_dataset)  # written without calibration, as bundles used to be
+    assert "calibration" not in json.loads((old.path / "bundle.json").read_text())
+    assert load_bundle(old.path).temperature == 1.0
+    calibrated = write(
+        models, small_dataset, calibration={"method": "temperature", "temperature": 1.7}
+    )
+    assert load_bundle(calibrated.path).temperature == 1.7
+    manifest = calibrated.path / "bundle.json"
+    for bad in (0.0, -2.0, "warm"):
+        data = json.loads(manifest.read_text())
+        data["calibration"]["temperature"] = bad
+        manifest.write_text(json.dumps(data))
+        with pytest.raises(BundleError, match=r"temperature|invalid field"):
+            load_bundle(calibrated.path)
 
 
 def test_versions_increase_per_architecture(small_dataset: TrainingDataset, tmp_path) -> None:

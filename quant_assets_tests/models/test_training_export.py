@@ -100,6 +100,52 @@ def test_predictor_matches_keras_from_unscaled_windows(
         predictor.predict_windows(np.full_like(raw[:1], np.nan))
 
 
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_calibration_is_fitted_on_validation_and_built_into_the_files(
+    trained, small_dataset: TrainingDataset, arch: str
+) -> None:
+    from quant_assets.models.calibration import apply_temperature, fit_temperature
+    from quant_assets.models.parity import check_bundle
+    from quant_assets.models.training import (
+        classification_metrics,
+        predict_proba,
+        prediction_baseline,
+    )
+
+    report = trained[arch]
+    bundle = load_bundle(report.bundle.path)
+    t = bundle.temperature
+    assert t == report.calibration["temperature"] and t != 1.0
+    assert bundle.manifest["calibration"] == report.calibration
+    raw = report.result.model  # as trained, before calibration
+    raw_val = predict_proba(raw, small_dataset.windows("val"))
+    assert fit_temperature(raw_val, small_dataset.y("val")) == pytest.approx(t, rel=1e-9)
+
+    # The TFLite file itself gives the calibrated probabilities, and parity still holds.
+    predictor = Predictor.load(bundle.path)
+    raw_test = predict_proba(raw, small_dataset.windows("test"))
+    lite_test = predictor.predict_windows(small_dataset.windows("test", scaled=False))
+    np.testing.assert_allclose(lite_test, apply_temperature(raw_test, t), atol=1e-4)
+    check = check_bundle(bundle.path, windows=small_dataset.windows("val", scaled=False, limit=64))
+    assert check.passed and check.parity_max_abs_diff <= 1e-4
+
+    # Calibration lowers the test segment's ECE and leaves every argmax figure as it was.
+    y_test = small_dataset.y("test")
+    assert report.calibration["test"]["ece_after"] < report.calibration["test"]["ece_before"]
+    before, after = classification_metrics(y_test, raw_test), bundle.metrics["test"]
+    for key in ("macro_f1_updown", "accuracy", "confusion_matrix"):
+        assert after[key] == before[key]
+    assert before["ece"] == pytest.approx(report.calibration["test"]["ece_before"])
+    assert after["ece"] == pytest.approx(report.calibration["test"]["ece_after"], abs=1e-6)
+    assert after["log_loss"] == pytest.approx(report.calibration["test"]["log_loss_after"])
+
+    # Concept drift's baseline is what live scoring (this Predictor) gives on validation.
+    lite_val = predictor.predict_windows(small_dataset.windows("val", scaled=False))
+    live = prediction_baseline(lite_val)
+    for key in ("mean_max_prob", "mean_entropy"):
+        assert bundle.validation_baseline[key] == pytest.approx(live[key], abs=1e-5)
+
+
 def test_predict_latest_from_raw_bars(trained, signal_market) -> None:
     _, bars = signal_market
     predictor = Predictor.load(trained["lstm"].bundle.path)
