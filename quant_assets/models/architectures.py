@@ -10,9 +10,10 @@ Both take a window (batch, window, n_features) of scaled features and end in
   Vaswani et al.) → the newest step's vector concatenated with the mean over steps → Dropout →
   Dense(3, softmax).
 
-``with_temperature`` gives a copy whose output layer divides its logits by a temperature T
-(``models.calibration``): softmax((W·h + b) / T) = softmax((W / T)·h + b / T), so scaling that
-layer's kernel and bias by 1 / T *is* temperature scaling, exactly, inside the model. The saved
+``with_temperature`` gives a copy whose output layer takes a prior shift s out of its logits
+and divides them by a temperature T (``models.calibration``): softmax((W·h + b − s) / T) =
+softmax((W / T)·h + (b − s) / T), so that kernel and bias *are* the calibration, exactly,
+inside the model. The saved
 .keras file and the TFLite exported from it then give calibrated probabilities by themselves.
 
 Layers are stock Keras except ``PositionalEncoding`` (registered as serializable, so
@@ -152,12 +153,18 @@ def build_model(
     raise ValueError(f"unknown architecture {arch!r}; use one of {ARCHS}")
 
 
-def with_temperature(model: keras.Model, temperature: float) -> keras.Model:
-    """A copy of ``model`` whose probabilities are softmax(logits / ``temperature``)."""
+def with_temperature(
+    model: keras.Model, temperature: float, shift: np.ndarray | None = None
+) -> keras.Model:
+    """A copy of ``model`` whose probabilities are softmax((logits − ``shift``) / T)."""
     if not np.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a positive number, got {temperature}")
     tempered = keras.models.clone_model(model)
     tempered.set_weights(model.get_weights())
     output = tempered.get_layer(OUTPUT_LAYER)
-    output.set_weights([w / np.float32(temperature) for w in output.get_weights()])
+    kernel, bias = output.get_weights()
+    if shift is not None:
+        bias = bias - np.asarray(shift, dtype=bias.dtype)
+    t = np.float32(temperature)
+    output.set_weights([kernel / t, bias / t])
     return tempered

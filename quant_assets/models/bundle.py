@@ -23,11 +23,12 @@ Layout: ``{models_dir}/{arch}_v{N}/`` with ``{arch}_v{N}.tflite``, ``{arch}_v{N}
 * ``metrics``: {"test": {accuracy, macro_f1_updown, precision_up, recall_up, precision_down,
   recall_down, confusion_matrix, kappa, direction_auc, …}, "validation": {…}, "parity": {…}};
 * ``calibration`` (optional; a bundle without it is uncalibrated, temperature 1):
-  {method "temperature", temperature T, fitted_on "validation", ece_bins, and per segment
-  ("validation", "test") {n, log_loss_before, log_loss_after, ece_before, ece_after}}
-  (``models.calibration.calibration_report``). T is already *in* the model files: the output
-  layer's logits are divided by T (``architectures.with_temperature``), so the .keras and the
-  .tflite give calibrated probabilities and nobody applies T again. ``validation_baseline``
+  {method, temperature T, log_prior_shift (ln of the class weights, per class), fitted_on
+  "validation", ece_bins, and per segment ("validation", "test") {n, log_loss_before,
+  log_loss_after, ece_before, ece_after}} (``models.calibration.calibration_report``). Both
+  are already *in* the model files: the output layer computes (logits − shift) / T
+  (``architectures.with_temperature``), so the .keras and the .tflite give calibrated
+  probabilities and nobody applies them again. ``validation_baseline``
   and ``metrics`` describe those calibrated probabilities;
 * ``mlflow_run_id`` (or null), ``training_window`` {first_session, last_session},
   ``holdout_window`` {first_session, last_session} (sessions kept back, never trained on),

@@ -2,9 +2,17 @@
 
 Training with balanced class weights on mostly-flat labels makes the softmax outputs
 miscalibrated (it over-predicts the rare up/down classes), so a log-loss comparison with the
-class-prior baseline refuses every model. Temperature scaling (Guo et al., 2017) divides the
-logits by one scalar T fitted on held-out data: ``softmax(z / T)``. It keeps each row's argmax,
-so accuracy and F1 are unchanged; only the confidence moves.
+class-prior baseline refuses every model. Two steps undo it:
+
+1. **Prior shift.** A model trained with class weights w_k estimates probabilities
+   proportional to w_k · p_k, so its logits carry + ln w_k; subtracting ``ln w`` (the
+   ``log_prior_shift``; zeros for a model trained without weights) restores the class priors
+   of the data (logit adjustment, Menon et al., 2021). A single temperature cannot do this:
+   it changes sharpness, not priors (on 75 %-flat labels the weighted model's log-loss stays
+   0.99 after temperature scaling, 0.67 after the shift). The shift can change a row's argmax
+   — toward the frequent class, as Bayes' rule says it should.
+2. **Temperature** (Guo et al., 2017): the shifted logits divided by one scalar T fitted on
+   held-out data, ``softmax((z − ln w) / T)``; it keeps each row's argmax.
 
 The models end in a softmax, so ``ln p`` serves as the logits (``softmax(ln p)`` = p: they
 differ from the true logits by a per-row constant, which softmax ignores).
@@ -38,13 +46,25 @@ TEMPERATURE_BOUNDS = (0.05, 20.0)
 CLASSES = (0, 1, 2)
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(ln p / T)`` row by row (float64); T = 1 returns the probabilities as given."""
+def log_prior_shift(class_weights: Mapping[int, float] | None) -> np.ndarray:
+    """``ln w`` per class index (zeros when the model was trained without class weights)."""
+    if not class_weights:
+        return np.zeros(len(CLASSES))
+    return np.log(np.array([float(class_weights[k]) for k in CLASSES]))
+
+
+def apply_temperature(
+    probs: np.ndarray, temperature: float, shift: np.ndarray | None = None
+) -> np.ndarray:
+    """``softmax((ln p − shift) / T)`` row by row (float64); T = 1 without a shift returns the
+    probabilities as given."""
     if not np.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a positive number, got {temperature}")
     p = np.asarray(probs, dtype=np.float64)
     # The smallest normal float64 keeps ln finite for a probability that underflowed to 0.
     logits = np.log(np.clip(p, np.finfo(np.float64).tiny, 1.0))
+    if shift is not None:
+        logits = logits - np.asarray(shift, dtype=np.float64)
     return softmax(logits / temperature, axis=1)
 
 
@@ -69,8 +89,9 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = ECE
     return float(np.abs(gap).sum() / count.sum())
 
 
-def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
-    """The T in ``TEMPERATURE_BOUNDS`` minimising ``log_loss(apply_temperature(probs, T), y)``.
+def fit_temperature(probs: np.ndarray, y: np.ndarray, shift: np.ndarray | None = None) -> float:
+    """The T in ``TEMPERATURE_BOUNDS`` minimising ``log_loss(apply_temperature(probs, T,
+    shift), y)``.
 
     Fit it on the validation segment only: test and holdout stay unseen. Returns 1.0 when no
     T does better than 1 (the minimiser's tolerance could otherwise land a hair above it).
@@ -80,7 +101,7 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
         raise ValueError("fit_temperature needs one label per row of probabilities, n >= 1")
 
     def nll(log_t: float) -> float:
-        return log_loss(apply_temperature(probs, float(np.exp(log_t))), y)
+        return log_loss(apply_temperature(probs, float(np.exp(log_t)), shift), y)
 
     low, high = np.log(TEMPERATURE_BOUNDS)
     best = minimize_scalar(nll, bounds=(low, high), method="bounded")
@@ -88,22 +109,25 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def calibration_report(
-    temperature: float, segments: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    temperature: float,
+    segments: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    shift: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """T and, per segment name → (uncalibrated probabilities, labels), the log-loss and ECE
-    before and after: {"method", "temperature", "fitted_on", "ece_bins", "<segment>":
-    {"n", "log_loss_before", "log_loss_after", "ece_before", "ece_after"}}; a segment without
-    rows is left out."""
+    """T, the prior shift and, per segment name → (uncalibrated probabilities, labels), the
+    log-loss and ECE before and after: {"method", "temperature", "log_prior_shift",
+    "fitted_on", "ece_bins", "<segment>": {"n", "log_loss_before", "log_loss_after",
+    "ece_before", "ece_after"}}; a segment without rows is left out."""
     report: dict[str, Any] = {
-        "method": "temperature",
+        "method": "prior shift + temperature",
         "temperature": float(temperature),
+        "log_prior_shift": [float(v) for v in (np.zeros(3) if shift is None else shift)],
         "fitted_on": "validation",
         "ece_bins": ECE_BINS,
     }
     for name, (probs, y) in segments.items():
         if len(y) == 0:
             continue
-        calibrated = apply_temperature(probs, temperature)
+        calibrated = apply_temperature(probs, temperature, shift)
         report[name] = {
             "n": len(y),
             "log_loss_before": log_loss(probs, y),

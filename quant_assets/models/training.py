@@ -6,9 +6,10 @@ fits on the train windows with the validation windows for ``EarlyStopping(val_lo
 restore_best_weights=True)``, and returns the model with its per-epoch history. Callers add
 their own callbacks (the Dagster asset logs each epoch to MLflow through one).
 
-``train_and_bundle`` then calibrates: the class weights skew the probabilities, so a
-temperature T is fitted on the validation predictions (never on test or holdout;
-``models.calibration``) and built into the output layer (``architectures.with_temperature``).
+``train_and_bundle`` then calibrates: the class weights skew the probabilities, so their
+log-prior shift ``ln w`` is taken out of the logits and a temperature T is fitted on the
+validation predictions (never on test or holdout; ``models.calibration``); both are built into
+the output layer (``architectures.with_temperature``).
 The bundle's .keras and .tflite, its metrics, its concept-drift baseline and the parity check
 all see the calibrated probabilities; ``calibration`` reports log-loss and ECE before and after.
 """
@@ -42,6 +43,7 @@ from quant_assets.models.calibration import (
     expected_calibration_error,
     fit_temperature,
     log_loss,
+    log_prior_shift,
 )
 from quant_assets.models.config import TrainingConfig
 from quant_assets.models.dataset import TrainingDataset
@@ -332,15 +334,16 @@ def train_and_bundle(
     y_val, y_test = dataset.y("val"), dataset.y("test")
     raw_val = predict_proba(result.model, dataset.windows("val"))
     raw_test = predict_proba(result.model, dataset.windows("test"))
-    temperature = fit_temperature(raw_val, y_val)
+    shift = log_prior_shift(dataset.class_weights if config.class_weighting else None)
+    temperature = fit_temperature(raw_val, y_val, shift)
     calibration = calibration_report(
-        temperature, {"validation": (raw_val, y_val), "test": (raw_test, y_test)}
+        temperature, {"validation": (raw_val, y_val), "test": (raw_test, y_test)}, shift
     )
-    model = with_temperature(result.model, temperature)
+    model = with_temperature(result.model, temperature, shift)
     # The calibrated model's outputs, computed from the raw ones (the same numbers to float
     # precision, without a second pass of the network over both segments).
-    val_p = apply_temperature(raw_val, temperature)
-    test_p = apply_temperature(raw_test, temperature)
+    val_p = apply_temperature(raw_val, temperature, shift)
+    test_p = apply_temperature(raw_test, temperature, shift)
     metrics: dict[str, Any] = {
         "test": classification_metrics(y_test, test_p),
         "validation": classification_metrics(y_val, val_p),

@@ -17,6 +17,7 @@ from quant_assets.models.calibration import (
     expected_calibration_error,
     fit_temperature,
     log_loss,
+    log_prior_shift,
     report_scalars,
 )
 
@@ -115,3 +116,25 @@ def test_bad_inputs_are_refused() -> None:
             apply_temperature(p, t)
     with pytest.raises(ValueError, match="one label per row"):
         fit_temperature(p, np.array([0]))
+
+
+def test_the_prior_shift_undoes_class_weights_where_a_temperature_cannot() -> None:
+    """75 %-flat labels; a model trained with balanced class weights estimates w_k · p_k
+    (renormalised). The temperature alone stays far above the class-prior baseline's log-loss;
+    the shift ln w brings it back to the true model's."""
+    rng = np.random.default_rng(1)
+    n = 20_000
+    truth = softmax(rng.normal(scale=0.5, size=(n, 3)) + np.log([0.125, 0.75, 0.125]), axis=1)
+    y = (rng.random((n, 1)) > truth.cumsum(axis=1)).sum(axis=1)
+    counts = np.bincount(y, minlength=3)
+    weights = {k: n / (3 * counts[k]) for k in range(3)}
+    weighted = truth * np.array([weights[k] for k in range(3)])
+    weighted /= weighted.sum(axis=1, keepdims=True)
+    prior = log_loss(np.tile(counts / n, (n, 1)), y)
+    shift = log_prior_shift(weights)
+    temperature_only = apply_temperature(weighted, fit_temperature(weighted, y))
+    both = apply_temperature(weighted, fit_temperature(weighted, y, shift), shift)
+    assert log_loss(temperature_only, y) > prior
+    assert log_loss(both, y) < prior
+    assert log_loss(both, y) == pytest.approx(log_loss(truth, y), abs=0.005)
+    np.testing.assert_allclose(log_prior_shift(None), 0.0)

@@ -104,7 +104,11 @@ def test_predictor_matches_keras_from_unscaled_windows(
 def test_calibration_is_fitted_on_validation_and_built_into_the_files(
     trained, small_dataset: TrainingDataset, arch: str
 ) -> None:
-    from quant_assets.models.calibration import apply_temperature, fit_temperature
+    from quant_assets.models.calibration import (
+        apply_temperature,
+        fit_temperature,
+        log_prior_shift,
+    )
     from quant_assets.models.parity import check_bundle
     from quant_assets.models.training import (
         classification_metrics,
@@ -119,22 +123,28 @@ def test_calibration_is_fitted_on_validation_and_built_into_the_files(
     assert bundle.manifest["calibration"] == report.calibration
     raw = report.result.model  # as trained, before calibration
     raw_val = predict_proba(raw, small_dataset.windows("val"))
-    assert fit_temperature(raw_val, small_dataset.y("val")) == pytest.approx(t, rel=1e-9)
+    shift = log_prior_shift(small_dataset.class_weights)  # trained with class weights
+    assert report.calibration["log_prior_shift"] == pytest.approx(list(shift))
+    assert fit_temperature(raw_val, small_dataset.y("val"), shift) == pytest.approx(t, rel=1e-9)
 
     # The TFLite file itself gives the calibrated probabilities, and parity still holds.
     predictor = Predictor.load(bundle.path)
     raw_test = predict_proba(raw, small_dataset.windows("test"))
     lite_test = predictor.predict_windows(small_dataset.windows("test", scaled=False))
-    np.testing.assert_allclose(lite_test, apply_temperature(raw_test, t), atol=1e-4)
+    np.testing.assert_allclose(lite_test, apply_temperature(raw_test, t, shift), atol=1e-4)
     check = check_bundle(bundle.path, windows=small_dataset.windows("val", scaled=False, limit=64))
     assert check.passed and check.parity_max_abs_diff <= 1e-4
 
-    # Calibration lowers the test segment's ECE and leaves every argmax figure as it was.
+    # Calibration lowers the test segment's ECE and log-loss; the temperature alone keeps
+    # every argmax figure (the prior shift may move calls toward the frequent class).
     y_test = small_dataset.y("test")
-    assert report.calibration["test"]["ece_after"] < report.calibration["test"]["ece_before"]
+    figures = report.calibration["test"]
+    assert figures["ece_after"] < figures["ece_before"]
+    assert figures["log_loss_after"] < figures["log_loss_before"]
     before, after = classification_metrics(y_test, raw_test), bundle.metrics["test"]
+    shifted = classification_metrics(y_test, apply_temperature(raw_test, 1.0, shift))
     for key in ("macro_f1_updown", "accuracy", "confusion_matrix"):
-        assert after[key] == before[key]
+        assert after[key] == shifted[key]
     assert before["ece"] == pytest.approx(report.calibration["test"]["ece_before"])
     assert after["ece"] == pytest.approx(report.calibration["test"]["ece_after"], abs=1e-6)
     assert after["log_loss"] == pytest.approx(report.calibration["test"]["log_loss_after"])
