@@ -18,6 +18,7 @@ from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.ingestion.sessions import ingest_sessions
 from quant_assets.market import calendar
 from quant_assets.market.factory import source_from_settings
+from quant_assets.models.bundle import load_bundle
 from quant_assets.settings import Settings
 from quant_assets.storage.database import get_engine, read_from_db
 
@@ -36,6 +37,15 @@ TINY = {
     "transformer_ff": 16,
     "transformer_blocks": 1,
     "parity_windows": 32,
+}
+
+DATASET = {"tickers": TICKERS, "sessions": len(DAYS), "holdout_sessions": 2, "window": 20}
+NIGHTLY_CONFIG = {
+    "ops": {
+        "training_dataset": {"config": DATASET},
+        "lstm_model": {"config": TINY},
+        "transformer_model": {"config": TINY},
+    }
 }
 
 
@@ -75,6 +85,19 @@ def resources() -> dict[str, object]:
     return {"database": DatabaseResource(), "market": MarketSourceResource.from_settings()}
 
 
+def assert_backtests_in_mlflow(settings: Settings, bundles: tuple[str, ...]) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    for name in bundles:
+        run_id = load_bundle(settings.models_dir / name).mlflow_run_id
+        assert {"holdout_net_return", "holdout_net_return_at_5bps"} <= set(
+            client.get_run(run_id).data.metrics
+        )
+        files = {a.path for a in client.list_artifacts(run_id, "holdout_backtest")}
+        assert "holdout_backtest/equity_curve.png" in files, files
+
+
 def rows_on(engine: Engine, table: str, day: pd.Timestamp) -> pd.DataFrame:
     frame = read_from_db(f"SELECT * FROM {table}", engine, utc_columns=["ts"])
     return frame[calendar.session_labels(frame["ts"]) == day]
@@ -84,20 +107,18 @@ def test_nightly_with_an_empty_and_a_thin_ticker(market_env: Settings) -> None:
     engine = get_engine(market_env)
     ingest(market_env, engine, DAYS[:-1], TICKERS)
     ingest(market_env, engine, [NIGHT], [LIQUID, THIN])  # EMPTY: no bar on the nightly's day
-    dataset = {"tickers": TICKERS, "sessions": len(DAYS), "holdout_sessions": 2, "window": 20}
-    config = {
-        "ops": {
-            "training_dataset": {"config": dataset},
-            "lstm_model": {"config": TINY},
-            "transformer_model": {"config": TINY},
-        }
-    }
     with dg.instance_for_test() as instance:
         ledger = dg.materialize([corporate_actions], instance=instance, resources=resources())
         assert ledger.success
         assert run_job(instance, "daily_tables", (DAYS[0], DAYS[-2])).success  # the history
-        nightly = run_job(instance, "nightly_retraining", (NIGHT, NIGHT), config)
+        nightly = run_job(instance, "nightly_retraining", (NIGHT, NIGHT), NIGHTLY_CONFIG)
         assert nightly.success
+        champion_md = nightly.asset_materializations_for_node("champion_model")[0].metadata
+    # Every model is backtested on the holdout: shown on the asset and logged to its run.
+    assert "| lstm_v1 |" in champion_md["backtest"].value
+    assert "equity curve](data:image/png" in champion_md["backtest"].value
+    assert "net value" in champion_md["reason"].value
+    assert_backtests_in_mlflow(market_env, ("lstm_v1", "transformer_v1"))
 
     features = rows_on(engine, "features", NIGHT)
     per_ticker = features.groupby("ticker")["warm"].agg(["size", "mean"])
@@ -120,3 +141,25 @@ def test_nightly_with_an_empty_and_a_thin_ticker(market_env: Settings) -> None:
     predictions = read_from_db("SELECT ticker, ts FROM predictions", engine)
     counts = predictions["ticker"].value_counts()
     assert counts.get(THIN, 0) > 0 and counts.get(LIQUID, 0) > counts.get(THIN, 0)
+
+
+def test_on_a_martingale_the_nightly_promotes_nothing_and_live_skips(
+    market_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No planted signal: whatever F1 the models reach from time of day, they earn nothing
+    after costs, so no first champion; the live path then skips cleanly."""
+    monkeypatch.setenv("QUANT_SYNTHETIC_SIGNAL", "0")
+    settings = Settings()
+    engine = get_engine(settings)
+    ingest(settings, engine, DAYS, TICKERS)
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([corporate_actions], instance=instance, resources=resources()).success
+        assert run_job(instance, "daily_tables", (DAYS[0], DAYS[-2])).success
+        nightly = run_job(instance, "nightly_retraining", (NIGHT, NIGHT), NIGHTLY_CONFIG)
+        assert nightly.success
+        md = nightly.asset_materializations_for_node("champion_model")[0].metadata
+        live = dg.materialize([live_predictions], instance=instance, resources=resources())
+    assert md["decision"].value == "no_champion" and md["champion_after"].value == "none"
+    assert "net value FAIL" in md["reason"].value
+    assert ModelRegistry.from_settings(settings).champion() is None
+    assert live.success and not live.get_asset_materialization_events()
