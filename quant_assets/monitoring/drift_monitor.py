@@ -199,7 +199,7 @@ def read_predictions(
     )
     with engine.connect() as conn:
         frame = pd.DataFrame(conn.execute(query).fetchall(), columns=list(PREDICTION_COLUMNS))
-    frame["ts"] = to_utc(frame["ts"]) if len(frame) else frame["ts"]
+    frame["ts"] = to_utc(frame["ts"]) if len(frame) else frame["ts"].astype("datetime64[ns, UTC]")
     return frame
 
 

@@ -96,3 +96,18 @@ def test_live_window_widens_within_the_session_and_reports_the_floor(settings_fo
     assert stored["reason"].iloc[0] == f"not evaluated ({n} rows < 30)"
     assert json.loads(stored["report"].iloc[1])["widened"] is True
     engine.dispose()
+
+
+def test_a_window_without_predictions_is_not_evaluated_rather_than_failing(settings_for) -> None:
+    """Outside market hours (the UI's default as_of is now) nothing was scored: a clear
+    'not evaluated', not a dtype error in the merge."""
+    engine = create_db_engine(settings_for("sqlite"))
+    days = list(calendar.sessions(FIRST, "2026-12-31")[:N_SESSIONS])
+    bundle, _ = thin_database(engine, days)
+    saturday = pd.Timestamp("2026-12-05 15:00", tz="UTC")
+    after = calendar.next_session(days[-1])
+    for at in (ny(after, "11:00"), saturday):
+        evaluation = evaluate_drift(engine, bundle, TICKERS, at, DriftThresholds())
+        assert evaluation.rows == 0 and evaluation.report.level is None
+        assert evaluation.report.reason == "not evaluated (0 rows < 30)"
+    engine.dispose()
