@@ -15,29 +15,15 @@ from quant_assets.ingestion.sessions import ingest_sessions
 from quant_assets.market import calendar
 from quant_assets.market.file_source import FileSource
 from quant_assets.market.synthetic import SyntheticConfig, synthetic_market
-from quant_assets_tests.market.helpers import (
-    cut_from,
-    market_bars,
-    thinned,
-    with_rows_at,
-    without_days,
-    write_bars,
-)
+from quant_assets_tests.market.helpers import MESSY_TICKERS, messy_bars, write_bars
 
-TICKERS = ("AAPL", "MSFT", "NVDA")
+TICKERS = MESSY_TICKERS
 MARKET = synthetic_market(SyntheticConfig(tickers=TICKERS, start="2026-01-02", end="2026-06-30"))
 EARLIEST, LATEST = date(2026, 1, 2), date(2026, 12, 1)
 
 
 def user_bars() -> pd.DataFrame:
-    """Two weeks as real data looks: NVDA thin, a hole and a cut session in MSFT, AAPL with
-    pre- and post-market rows and one bad row."""
-    bars = market_bars(MARKET, TICKERS, *calendar.span_of_days("2026-03-02", "2026-03-13"))
-    bars = thinned(bars, "NVDA", 0.25)
-    bars = without_days(bars, "MSFT", ["2026-03-05", "2026-03-06"])
-    bars = cut_from(bars, "MSFT", "2026-03-10", "13:00")
-    bars = with_rows_at(bars, "AAPL", ["2026-03-02 08:00", "2026-03-03 16:30"])
-    return with_rows_at(bars, "AAPL", ["2026-03-04 11:00:30"])  # not minute-aligned
+    return messy_bars(MARKET)
 
 
 @pytest.fixture

@@ -205,3 +205,19 @@ def with_rows_at(
         template[column] = value
     out = pd.concat([bars, template], ignore_index=True)
     return out.sort_values(["ticker", "ts"], kind="stable", ignore_index=True)
+
+
+MESSY_TICKERS: tuple[str, ...] = ("AAPL", "MSFT", "NVDA")
+MESSY_DAYS: tuple[str, str] = ("2026-03-02", "2026-03-13")
+
+
+def messy_bars(market: SyntheticMarket) -> pd.DataFrame:
+    """Two weeks (``MESSY_DAYS``) of ``MESSY_TICKERS`` as real data looks: NVDA thin (a quarter
+    of its minutes), MSFT with a two-session hole (03-05, 03-06) and a session cut at 13:00
+    (03-10), AAPL with two extended-hours rows and one bad row (a stamp not on the minute)."""
+    bars = market_bars(market, MESSY_TICKERS, *calendar.span_of_days(*MESSY_DAYS))
+    bars = thinned(bars, "NVDA", 0.25)
+    bars = without_days(bars, "MSFT", ["2026-03-05", "2026-03-06"])
+    bars = cut_from(bars, "MSFT", "2026-03-10", "13:00")
+    bars = with_rows_at(bars, "AAPL", ["2026-03-02 08:00", "2026-03-03 16:30"])
+    return with_rows_at(bars, "AAPL", ["2026-03-04 11:00:30"])
