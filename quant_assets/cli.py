@@ -251,10 +251,11 @@ def run_import(settings: Settings, args: argparse.Namespace) -> int:
     from quant_assets.ingestion.history_import import import_report, import_span
     from quant_assets.market.calendar import MARKET_TZ
     from quant_assets.market.factory import source_from_settings
-    from quant_assets.runner import import_raw_bars
+    from quant_assets.runner import import_raw_bars, ticker_blocks
     from quant_assets.storage.database import get_engine
 
     tickers = parse_tickers(args.tickers) or settings.tickers
+    runs = len(ticker_blocks(tickers))  # refuses a ticker without partitions before any work
     source = source_from_settings(settings)
     today = pd.Timestamp.now(tz=MARKET_TZ).date()
     span = import_span(source, tickers, args.start, args.end, settings.partitions_start, today)
@@ -263,6 +264,7 @@ def run_import(settings: Settings, args: argparse.Namespace) -> int:
     console.print(
         f"importing {len(span.sessions)} sessions {span.first.date()} … {span.last.date()} of "
         f"{len(tickers)} tickers from {source.name}"
+        + (f" ({runs} runs: the tickers are not neighbours in QUANT_TICKERS)" if runs > 1 else "")
     )
     console.print(f"  into {settings.safe_url()}")
     with Progress(console=console, transient=True) as progress:
