@@ -120,7 +120,7 @@ def import_raw_bars(
     run_ids, changed = [], 0
     with dg.DagsterInstance.get() as instance:
         for block in ticker_blocks(tickers):
-            run_id = str(uuid.uuid4())
+            run_id = str(uuid.uuid4())  # the listener is registered before the run starts
             if on_ticker is not None:
                 instance.add_event_listener(run_id, _progress_listener(on_ticker))
             result = run_partition_range(

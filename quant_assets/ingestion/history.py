@@ -1,5 +1,6 @@
 """How far back a ticker's history must reach for its first sessions to be warm, counted in its
-bars at the source (the batch ingest's look-back; pure core, no database).
+bars at the source (the demo's look-back before its window; it asks the source, not the
+database, since it decides what to ingest).
 
 Feature warm-up and label volatility need a number of *bars* before a row, not of sessions: a
 liquid ticker has them in a few sessions, a thin one (a trade in 16 % of the minutes) needs about
@@ -50,7 +51,14 @@ def history_before(
     first = calendar.to_session_label(first)
     days = calendar.sessions(earliest, first)
     days = days[days < first]
-    return [_walk_back(source, ticker, first, days, bars) for ticker in tickers]
+    histories = [_walk_back(source, ticker, first, days, bars) for ticker in tickers]
+    for h in histories:
+        if h.short_because is not None:
+            log.info(
+                "%s: %d of %d bars of history before %s: %s",
+                h.ticker, h.bars, bars, first.date(), h.short_because,
+            )  # fmt: skip
+    return histories
 
 
 def earliest_start(histories: Sequence[TickerHistory], first: pd.Timestamp) -> pd.Timestamp:
