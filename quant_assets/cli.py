@@ -6,7 +6,10 @@ import argparse
 import logging
 import os
 import sys
+from datetime import date
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 from rich.console import Console
@@ -15,11 +18,12 @@ from rich.table import Table
 
 from quant_assets.deployment.model_config import RegistryError
 from quant_assets.deployment.registry_cli import add_registry_parser, run_registry_command
+from quant_assets.ingestion.history_import import HistoryImportError, TickerImport
 from quant_assets.market.bar_validation import BarValidationError
 from quant_assets.market.factory import SourceConfigError
 from quant_assets.market.file_source import FileSourceError
 from quant_assets.market.sources import SourceRangeError, SourceRequestError
-from quant_assets.settings import Settings
+from quant_assets.settings import SOURCES, Settings
 from quant_assets.storage.database import DatabaseUnavailableError
 
 console = Console()
@@ -33,6 +37,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     SourceRequestError,
     BarValidationError,
     RegistryError,
+    HistoryImportError,
     FileNotFoundError,
 )
 
@@ -48,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         "ingest",
         help="run the live poller service (Ctrl-C / SIGTERM stop it cleanly)",
         description="Poll the newest bars of every ticker during market hours, store them, "
-        "queue missed minutes for backfill. With --replay, run the same loop against the "
-        "synthetic market on a simulated clock, as fast as the machine allows (it writes to "
-        "the configured database).",
+        "queue missed minutes for backfill. With --replay, run the same loop on a simulated "
+        "clock against the configured source's history (any source: synthetic, files, "
+        "vendors), as fast as the machine allows (it writes to the configured database).",
     )
     ingest.add_argument(
         "--replay",
@@ -69,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         help="report runless raw_bars events to the Dagster instance (auto: when DAGSTER_HOME "
         "is set)",
     )
+    add_import_parsers(sub)
     backfill = sub.add_parser(
         "backfill",
         help="fill the queued gaps now (after hours), one raw_bars run per partition",
@@ -116,6 +122,10 @@ def _run(args: argparse.Namespace) -> int:
         return run_demo(Settings(), args.start, args.end)
     if args.command == "ingest":
         return run_ingest(Settings(), args)
+    if args.command == "import":
+        return run_import(Settings(**({"source": args.source} if args.source else {})), args)
+    if args.command == "import-actions":
+        return run_import_actions(Settings(), Path(args.file))
     if args.command == "backfill":
         return run_backfill(Settings(), args.list, args.limit)
     if args.command == "export-features":
@@ -171,9 +181,6 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
             f"{'on' if reporter is not None else 'off'}"
         )
         if args.replay:
-            if settings.source != "synthetic":
-                console.print("[red]--replay needs the synthetic market (QUANT_SOURCE=synthetic)")
-                return 2
             start, end = (parse_time(t) for t in args.replay)
             result = replay(
                 source_from_settings(settings),
@@ -208,6 +215,158 @@ def _print_counters(counters: dict[str, int], title: str) -> None:
     for name, value in counters.items():
         table.add_row(name, f"{value:,}")
     console.print(table)
+
+
+def add_import_parsers(sub: argparse._SubParsersAction) -> None:
+    """``quant import`` and ``quant import-actions``."""
+    load = sub.add_parser(
+        "import",
+        help="load a range of history from the source through validation (one raw_bars run)",
+        description="Fetch the sessions START … END of the tickers from the source, validate "
+        "and store them as one Dagster run of raw_bars (the UI shows its partitions), then "
+        "report per ticker what is stored. Without --start / --end: the source's own coverage "
+        "(the file source knows it). Re-importing changes nothing.",
+    )
+    load.add_argument("--source", choices=SOURCES, help="this command's source (QUANT_SOURCE)")
+    load.add_argument("--start", type=date.fromisoformat, help="first session, YYYY-MM-DD")
+    load.add_argument("--end", type=date.fromisoformat, help="last session, YYYY-MM-DD")
+    load.add_argument("--tickers", help="comma-separated subset (default QUANT_TICKERS)")
+    actions = sub.add_parser(
+        "import-actions",
+        help="load a corporate-actions ledger CSV (ticker, ex_date, action, value)",
+        description="Store the splits and cash dividends of a CSV in the ledger (the format of "
+        "the file source's corporate_actions.csv: ticker, ex_date, action split|dividend, "
+        "value). Each row passes the ledger's validation: unknown tickers, ratios or "
+        "dividends ≤ 0, dividends ≥ the stored close before the ex-date and conflicting "
+        "duplicates are refused with their reason. Importing twice changes nothing.",
+    )
+    actions.add_argument("file", help="the ledger CSV")
+
+
+def run_import(settings: Settings, args: argparse.Namespace) -> int:
+    """``quant import``: a span of history through ``raw_bars``, then the per-ticker report."""
+    from rich.progress import Progress
+
+    from quant_assets.feature_export import parse_tickers
+    from quant_assets.ingestion.history_import import import_report, import_span
+    from quant_assets.market.calendar import MARKET_TZ
+    from quant_assets.market.factory import source_from_settings
+    from quant_assets.runner import import_raw_bars, ticker_blocks
+    from quant_assets.storage.database import get_engine
+
+    tickers = parse_tickers(args.tickers) or settings.tickers
+    runs = len(ticker_blocks(tickers))  # refuses a ticker without partitions before any work
+    source = source_from_settings(settings)
+    today = pd.Timestamp.now(tz=MARKET_TZ).date()
+    span = import_span(source, tickers, args.start, args.end, settings.partitions_start, today)
+    for note in span.notes:
+        console.print(f"[yellow]{escape(note)}")
+    console.print(
+        f"importing {len(span.sessions)} sessions {span.first.date()} … {span.last.date()} of "
+        f"{len(tickers)} tickers from {source.name}"
+        + (f" ({runs} runs: the tickers are not neighbours in QUANT_TICKERS)" if runs > 1 else "")
+    )
+    console.print(f"  into {settings.safe_url()}")
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("raw_bars", total=len(tickers))
+        runs = import_raw_bars(
+            settings, tickers, span.first, span.last, lambda _: progress.advance(task)
+        )
+    _print_import(import_report(get_engine(settings), tickers, span))
+    changed = (
+        f"{runs.rows_changed:,} rows new or changed"
+        if runs.rows_changed
+        else "0 rows changed: every bar was already stored (a re-import changes nothing)"
+    )
+    console.print(f"{changed}; Dagster run {', '.join(runs.run_ids)} (ingest_raw_bars)")
+    return 0
+
+
+def _print_import(reports: list[TickerImport]) -> None:
+    table = Table(
+        title="imported, per ticker (as stored)",
+        caption="share: typical share of minutes with a bar · ext.h: extended-hours rows",
+    )
+    for col in ("ticker", "sessions", "rows", "share", "ext.h", "refused", "holes", "truncated"):
+        table.add_column(col, justify="left" if col == "ticker" else "right")
+    for r in reports:
+        cov = r.coverage
+        table.add_row(
+            r.ticker,
+            f"{cov.sessions_with_bars}/{cov.sessions}",
+            f"{r.rows:,}",
+            "-" if np.isnan(r.typical_share) else f"{r.typical_share:.0%}",
+            f"{r.extended_hours:,}",
+            f"{sum(r.quarantined.values()):,}",
+            str(len(cov.holes)),
+            str(len(cov.truncated)),
+        )
+    console.print(table)
+    for r in reports:
+        console.print(f"  {escape(_import_line(r))}")
+
+
+def _import_line(r: TickerImport) -> str:
+    """One ticker's first and last bar, refused rows by reason, holes and truncated sessions."""
+    if r.first_ts is None:
+        return f"{r.ticker}: no bar stored"
+    parts = [f"{r.ticker}: {r.first_ts:%Y-%m-%d %H:%M} … {r.last_ts:%Y-%m-%d %H:%M} UTC"]
+    if r.quarantined:
+        parts.append("refused " + ", ".join(f"{k} {v:,}" for k, v in sorted(r.quarantined.items())))
+    cov = r.coverage
+    if cov.holes:
+        parts.append(f"holes {', '.join(h.describe() for h in cov.holes)}")
+    if cov.truncated:
+        parts.append(f"truncated {', '.join(str(d.date()) for d in cov.truncated)}")
+    return "; ".join(parts)
+
+
+def run_import_actions(settings: Settings, path: Path) -> int:
+    """``quant import-actions FILE``: a ledger CSV through the ledger's validation."""
+    from quant_assets.corporate_actions.adjusted_store import find_stale_tickers
+    from quant_assets.corporate_actions.ledger import describe_action, record_corporate_actions
+    from quant_assets.corporate_actions.ledger import log as ledger_log
+    from quant_assets.market.file_source import read_actions_file
+    from quant_assets.storage.database import get_engine
+
+    rows = read_actions_file(path)
+    engine = get_engine(settings)
+    # Every row is printed below with its outcome: the ledger's own line per row would repeat it.
+    ledger_log.setLevel(logging.ERROR)
+    update = record_corporate_actions(
+        rows, engine, settings.tickers, source=f"import {path.name}"[:32]
+    )
+    console.print(
+        f"{path}: {len(rows)} rows; stored {len(update.new)} new, {len(update.revised)} revised; "
+        f"{update.unchanged} already stored; refused {len(update.rejected)}; deferred "
+        f"{len(update.deferred)}"
+    )
+    outcomes = [
+        update.new.assign(reason="new"),
+        update.revised.assign(reason="revised"),
+        update.rejected.assign(reason="refused: " + update.rejected["reason"].astype(str)),
+        update.deferred.assign(reason="deferred: " + update.deferred["reason"].astype(str)),
+    ]
+    listed = [frame for frame in outcomes if len(frame)]
+    if listed:
+        table = Table(title="rows stored, refused or deferred")
+        for col in ("line", "ticker", "action", "outcome"):
+            table.add_column(col)
+        for r in pd.concat(listed).sort_values("line").itertuples():
+            table.add_row(
+                str(r.line),
+                escape(str(r.ticker)),
+                escape(describe_action(r.ex_date, r.action, r.value)),
+                escape(r.reason),
+            )
+        console.print(table)
+    stale = find_stale_tickers(engine, settings.tickers)
+    if stale:
+        console.print(
+            f"adjusted bars of {', '.join(s.ticker for s in stale)} are now stale: the next "
+            "nightly run (or a corporate_actions materialization) rebuilds them"
+        )
+    return 0
 
 
 def run_backfill(settings: Settings, list_only: bool, limit: int | None) -> int:

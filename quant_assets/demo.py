@@ -1,8 +1,14 @@
-"""``quant demo``: the main job on the embedded defaults, stage by stage, through Dagster.
+"""``quant demo``: the main job on the configured source, stage by stage, through Dagster.
 
 Every stage is a Dagster run on the DAGSTER_HOME instance, so ``dagster dev`` afterwards shows
-each materialization, check and run. A summary is printed and written to
-``QUANT_HOME/demo_summary.json``.
+each materialization, check and run. Any source works (``QUANT_SOURCE``: the synthetic market by
+default, a folder of files, a vendor): the raw bars reach back before the window as far as each
+ticker needs for warm features and label volatility, counted in its bars at the source
+(``ingestion.history``); the live stage replays the session after the window from the same
+source, and is skipped, with the reason, when the source has no bar of it. The oracle baseline
+reads the synthetic market's latent signal and is skipped on any other source. A summary —
+per stage, table, model and ticker (a ticker with too little data is named with the reason) — is
+printed and written to ``QUANT_HOME/demo_summary.json``.
 """
 
 from __future__ import annotations
@@ -18,14 +24,20 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from quant_assets.features.spec import FEATURE_SPEC
+from quant_assets.ingestion.history import TickerHistory, earliest_start, history_before
+from quant_assets.labels import LabelSpec
 from quant_assets.market import calendar
-from quant_assets.runner import run_partition_range
+from quant_assets.market.sources import MarketSource, SourceRangeError
+from quant_assets.market.synthetic import SyntheticMarket
+from quant_assets.runner import market_resources, run_partition_range
 from quant_assets.settings import Settings
 from quant_assets.tracking import safe_uri
 
 console = Console()
 
-HISTORY_SESSIONS = 2  # raw bars before the window, so its first sessions' features are warm
+# Bars each ticker needs before the window: warm features and the labels' full-history σ.
+HISTORY_BARS = max(FEATURE_SPEC.warmup_bars, LabelSpec().history_bars)
 
 
 @dataclass(frozen=True)
@@ -36,30 +48,36 @@ class StageResult:
     run_id: str
     success: bool
     seconds: float
+    skipped: str = ""  # why the stage did not run (it counts as a success)
 
 
 def run_demo(settings: Settings, start: str | None, end: str | None, dagster_home: Path) -> int:
     """Run every stage over the demo window; return a process exit code."""
     from quant_assets.definitions import defs
+    from quant_assets.market.factory import source_from_settings
 
     first = calendar.to_session_label(start or settings.demo_start)
     last = calendar.to_session_label(end or settings.demo_end)
-    history = calendar.session_before(first, HISTORY_SESSIONS)
     tickers = settings.tickers
-    console.rule(f"quant demo: {first.date()} … {last.date()}, {len(tickers)} tickers")
+    source = source_from_settings(settings)
+    console.rule(
+        f"quant demo: {first.date()} … {last.date()}, {len(tickers)} tickers from {source.name}"
+    )
+    histories = history_before(source, tickers, first, HISTORY_BARS, settings.partitions_start)
+    history = earliest_start(histories, first)
+    resources = market_resources(settings)
 
     def partitioned(job: str, begin: pd.Timestamp) -> Callable[[dg.DagsterInstance], object]:
-        return lambda inst: run_partition_range(defs, job, begin, last, tickers, inst)
-
-    def unpartitioned(job: str) -> Callable[[dg.DagsterInstance], object]:
-        run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-        return lambda inst: defs.resolve_job_def(job).execute_in_process(
-            run_config=run_config, instance=inst
+        return lambda inst: run_partition_range(
+            defs, job, begin, last, tickers, inst, resources=resources
         )
 
     live_day = calendar.next_session(last)
 
     def live(inst: dg.DagsterInstance) -> object:
+        missing = _no_bars_on(source, tickers, live_day)
+        if missing:
+            return LiveOutcome("", True, missing)
         return replay_live_session(defs, settings, live_day, inst)
 
     stages: list[tuple[str, Callable[[dg.DagsterInstance], object]]] = [
@@ -77,13 +95,17 @@ def run_demo(settings: Settings, start: str | None, end: str | None, dagster_hom
             console.rule(f"[bold]{name}")
             began = time.monotonic()
             outcome = run(instance)
-            results.append(
-                StageResult(name, outcome.run_id, outcome.success, time.monotonic() - began)
-            )
+            skipped = getattr(outcome, "skipped", "")
+            seconds = time.monotonic() - began
+            results.append(StageResult(name, outcome.run_id, outcome.success, seconds, skipped))
+            if skipped:
+                console.print(f"[yellow]skipped: {skipped}")
             if not outcome.success:
                 break
     summary = _summary(settings, results, first, last, dagster_home)
-    summary["models"] = model_summary(settings) if results[-1].success else {}
+    summary["models"] = model_summary(settings, source) if results[-1].success else {}
+    trained = len(results) > 1 and results[1].success  # else the dataset file is not this run's
+    summary["tickers"] = ticker_summary(settings, histories, first, last, trained)
     _print_summary(summary)
     path = settings.demo_summary_path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,7 +141,7 @@ def _summary(
     )
     return {
         "window": {"first": str(first.date()), "last": str(last.date())},
-        "tickers": list(settings.tickers),
+        "source": settings.source,
         "stages": [asdict(r) for r in results],
         "rows": counts,
         "label_balance": {
@@ -137,6 +159,7 @@ def _print_summary(summary: dict[str, object]) -> None:
         stages.add_column(col)
     for s in summary["stages"]:  # type: ignore[attr-defined]
         result = "[green]ok" if s["success"] else "[red]FAILED"
+        result = "[yellow]skipped" if s["skipped"] else result
         stages.add_row(s["stage"], s["run_id"][:8], result, f"{s['seconds']:.1f}")
     console.print(stages)
     rows = Table(title="tables")
@@ -154,9 +177,12 @@ def _print_summary(summary: dict[str, object]) -> None:
         for name, value in models["macro_f1_updown"].items():
             table.add_row(name, f"{value:.4f}")
         console.print(table)
+        for name, why in models["skipped"].items():
+            console.print(f"{name}: skipped ({why})")
         console.print(f"drift levels of the live session: {models['drift_levels']}")
         for name, path in models["files"].items():
             console.print(f"{name}: {path}")
+    _print_tickers(summary["tickers"])  # type: ignore[arg-type]
     console.print(f"database: {summary['database']}")
     console.print(
         f"Dagster instance: DAGSTER_HOME={summary['dagster_home']} — `make dagster-dev` to browse"
@@ -169,6 +195,18 @@ class LiveOutcome:
 
     run_id: str
     success: bool
+    skipped: str = ""
+
+
+def _no_bars_on(source: MarketSource, tickers: tuple[str, ...], day: pd.Timestamp) -> str:
+    """Why ``day`` cannot be replayed from ``source`` ("" when some ticker has bars there)."""
+    open_, close = calendar.session_bounds(day)
+    try:
+        if any(len(source.get_bars(t, open_, close)) for t in tickers):
+            return ""
+    except SourceRangeError as err:
+        return f"the source cannot serve {day.date()}: {err}"
+    return f"the source has no bar of {day.date()}, the session after the window"
 
 
 def replay_live_session(
@@ -185,6 +223,7 @@ def replay_live_session(
     config = PollerConfig.from_settings(settings)
     open_, close = calendar.session_bounds(day)
     job = defs.resolve_job_def("live_monitoring")
+    resources = market_resources(settings)
     step = pd.Timedelta(minutes=30)
     t, last_run = open_, ""
     while t < close:
@@ -201,6 +240,7 @@ def replay_live_session(
             },
             instance=instance,
             raise_on_error=False,
+            resources=resources,
         )
         if not result.success:
             return LiveOutcome(result.run_id, False)
@@ -209,10 +249,10 @@ def replay_live_session(
     return LiveOutcome(last_run, True)
 
 
-def model_summary(settings: Settings) -> dict[str, object]:
-    """Champion, test macro-F1 of both models and of every baseline and the oracle, files."""
+def model_summary(settings: Settings, source: MarketSource) -> dict[str, object]:
+    """Champion, test macro-F1 of both models and of every baseline, files; the oracle only on
+    the synthetic market (it reads the latent signal), named as skipped on other sources."""
     from quant_assets.deployment.registry import ModelRegistry
-    from quant_assets.market.factory import source_from_settings
     from quant_assets.models.baselines import baseline_predictions
     from quant_assets.models.bundle import ARCHS, list_bundles, load_bundle
     from quant_assets.models.dataset import TrainingDataset
@@ -223,7 +263,9 @@ def model_summary(settings: Settings) -> dict[str, object]:
     champion = registry.champion()
     dataset = TrainingDataset.load(settings.training_dataset_path)
     y = dataset.y("test")
-    market = source_from_settings(settings)
+    market = source if isinstance(source, SyntheticMarket) else None
+    why = f"it reads the synthetic market's latent signal; the source is {source.name}"
+    skipped = {} if market is not None else {"oracle": why}
     scores: dict[str, float] = {}
     files: dict[str, str] = {}
     for arch in ARCHS:
@@ -242,6 +284,80 @@ def model_summary(settings: Settings) -> dict[str, object]:
     return {
         "champion": champion.model.name if champion else "none",
         "macro_f1_updown": scores,
+        "skipped": skipped,
         "drift_levels": {str(k): int(v) for k, v in zip(levels["level"], levels["n"], strict=True)},
         "files": files,
     }
+
+
+def ticker_summary(
+    settings: Settings,
+    histories: list[TickerHistory],
+    first: pd.Timestamp,
+    last: pd.Timestamp,
+    trained: bool,
+) -> dict[str, dict[str, object]]:
+    """Per ticker: its coverage of the window, its history before it, its training windows
+    (when this run built the dataset), and what fell short (a ticker with too little data is
+    named with the reason)."""
+    from quant_assets.market.coverage import summarize_sessions, ticker_coverage
+    from quant_assets.storage.bars import read_bars
+    from quant_assets.storage.database import get_engine
+
+    tickers = list(settings.tickers)
+    bars = read_bars(get_engine(settings), tickers, *calendar.span_of_days(first, last))
+    summary = summarize_sessions(bars, tickers, list(calendar.sessions(first, last)))
+    coverage = {c.ticker: c for c in ticker_coverage(summary)}
+    windows = _training_windows(settings) if trained else {}
+    out = {}
+    for history in histories:
+        cov, counts = coverage[history.ticker], windows.get(history.ticker, {})
+        notes = []
+        if cov.bars == 0:
+            notes.append("no bar in the window")
+        if history.short_because is not None:
+            notes.append(
+                f"history {history.bars} of {HISTORY_BARS} bars ({history.short_because}): "
+                "its first sessions are cold"
+            )
+        if windows and not counts.get("train"):
+            notes.append("no training window (too few warm, labelled bars)")
+        out[history.ticker] = {
+            "window": cov.to_dict(),
+            "history_bars": history.bars,
+            "history_from": None if history.start is None else str(history.start.date()),
+            "training_windows": counts,
+            "notes": notes,
+        }
+    return out
+
+
+def _training_windows(settings: Settings) -> dict[str, dict[str, int]]:
+    """Windows per ticker and segment of the training dataset."""
+    from quant_assets.models.dataset import TrainingDataset
+
+    dataset = TrainingDataset.load(settings.training_dataset_path)
+    out: dict[str, dict[str, int]] = {}
+    for segment in dataset.samples:
+        for ticker, n in dataset.sample_frame(segment)["ticker"].value_counts().items():
+            out.setdefault(str(ticker), {})[segment] = int(n)
+    return out
+
+
+def _print_tickers(tickers: dict[str, dict[str, object]]) -> None:
+    table = Table(title=f"tickers (history: {HISTORY_BARS} bars needed before the window)")
+    for col in ("ticker", "sessions", "share", "history", "train", "test", "notes"):
+        table.add_column(col, justify="left" if col in ("ticker", "notes") else "right")
+    for ticker, info in tickers.items():
+        window, counts = info["window"], info["training_windows"]
+        share = window["minute_share"]
+        table.add_row(
+            ticker,
+            f"{window['sessions_with_bars']}/{window['sessions']}",
+            "-" if share is None else f"{share:.0%}",
+            f"{info['history_bars']:,}",
+            f"{counts.get('train', 0):,}",
+            f"{counts.get('test', 0):,}",
+            "; ".join(info["notes"]) or "ok",
+        )
+    console.print(table)

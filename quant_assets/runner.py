@@ -6,17 +6,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 from sqlalchemy import Engine
 
-from quant_assets.defs.ingestion import GAP_IDS_TAG
-from quant_assets.defs.partitions import day_ticker_key, day_ticker_partitions, range_tags
+from quant_assets.defs.ingestion import GAP_IDS_TAG, ticker_done
+from quant_assets.defs.partitions import (
+    day_ticker_key,
+    day_ticker_partitions,
+    range_tags,
+    ticker_partitions,
+)
+from quant_assets.defs.resources import MarketSourceResource
 from quant_assets.defs.runless import runless_reporter
 from quant_assets.ingestion import backfill_queue as queue
+from quant_assets.ingestion.history_import import HistoryImportError
 from quant_assets.ingestion.poller import BarsReporter
 from quant_assets.market.sources import MarketSource
 from quant_assets.settings import Settings
@@ -35,6 +44,13 @@ def ensure_dagster_home(settings: Settings) -> Path:
     return home
 
 
+def market_resources(settings: Settings) -> dict[str, MarketSourceResource]:
+    """The market resource of ``settings`` for a run: the definitions' own is built from the
+    settings of the process's first import, so a command's ``--source`` (or a test's
+    environment) reaches the run only this way; the run's config shows which market it read."""
+    return {"market": MarketSourceResource.from_settings(settings)}
+
+
 def run_partition_range(
     defs: dg.Definitions,
     job_name: str,
@@ -43,14 +59,89 @@ def run_partition_range(
     tickers: tuple[str, ...],
     instance: dg.DagsterInstance,
     log_level: str = "INFO",
+    resources: Mapping[str, object] | None = None,
+    run_id: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Run a day × ticker job once over the rectangle of sessions and tickers (one run)."""
     tags = range_tags(first_day, last_day, tickers)
     job = defs.resolve_job_def(job_name)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     return job.execute_in_process(
-        run_config=run_config, instance=instance, tags=tags, raise_on_error=True
+        run_config=run_config,
+        instance=instance,
+        tags=tags,
+        raise_on_error=True,
+        resources=resources,
+        run_id=run_id,
     )
+
+
+def ticker_blocks(tickers: Sequence[str]) -> list[tuple[str, ...]]:
+    """``tickers`` as runs of neighbours in the partitions' ticker order: a run covers days ×
+    *consecutive* tickers (a rectangle), so a subset with gaps takes one run per block."""
+    position = {t: i for i, t in enumerate(ticker_partitions.get_partition_keys())}
+    unknown = [t for t in tickers if t not in position]
+    if unknown:
+        raise HistoryImportError(
+            f"no raw_bars partitions for {', '.join(unknown)}: the tickers are those of "
+            f"QUANT_TICKERS ({', '.join(position)})"
+        )
+    blocks: list[list[str]] = []
+    for ticker in sorted(set(tickers), key=position.__getitem__):
+        if blocks and position[ticker] == position[blocks[-1][-1]] + 1:
+            blocks[-1].append(ticker)
+        else:
+            blocks.append([ticker])
+    return [tuple(b) for b in blocks]
+
+
+@dataclass(frozen=True)
+class ImportRuns:
+    """The ``raw_bars`` runs of one ``quant import`` and what they changed."""
+
+    run_ids: tuple[str, ...]
+    rows_changed: int
+
+
+def import_raw_bars(
+    settings: Settings,
+    tickers: Sequence[str],
+    first_day: pd.Timestamp,
+    last_day: pd.Timestamp,
+    on_ticker: Callable[[str], None] | None = None,
+) -> ImportRuns:
+    """Store sessions first … last of ``tickers`` from the source of ``settings`` through
+    ``raw_bars``: one run (one per block of ``ticker_blocks`` for a subset with gaps), with
+    ``on_ticker`` told as each ticker is done. The run's console log stays quiet (its events
+    are in the instance): the caller reports progress, results and errors itself."""
+    from quant_assets.definitions import defs
+
+    ensure_dagster_home(settings)
+    run_ids, changed = [], 0
+    with dg.DagsterInstance.get() as instance:
+        for block in ticker_blocks(tickers):
+            run_id = str(uuid.uuid4())  # the listener is registered before the run starts
+            if on_ticker is not None:
+                instance.add_event_listener(run_id, _progress_listener(on_ticker))
+            result = run_partition_range(
+                defs, "ingest_raw_bars", first_day, last_day, block, instance,
+                log_level="CRITICAL", resources=market_resources(settings), run_id=run_id,
+            )  # fmt: skip
+            run_ids.append(result.run_id)
+            metadata = result.asset_materializations_for_node("raw_bars")[0].metadata
+            changed += int(metadata["rows_new_or_changed"].value)
+    return ImportRuns(tuple(run_ids), changed)
+
+
+def _progress_listener(on_ticker: Callable[[str], None]) -> Callable[[dg.EventLogEntry], None]:
+    """An instance event listener that reports each ``progress_line`` of a run."""
+
+    def listen(entry: dg.EventLogEntry) -> None:
+        ticker = ticker_done(entry.user_message or "") if entry.dagster_event is None else None
+        if ticker is not None:
+            on_ticker(ticker)
+
+    return listen
 
 
 def poller_reporter(

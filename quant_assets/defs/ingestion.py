@@ -32,6 +32,7 @@ settled in one run, as ``quant backfill`` does by hand.
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Self
@@ -69,6 +70,7 @@ CHECK_DUPLICATES = "no_duplicate_bars"
 CHECK_OHLC = "ohlc_sanity"
 CHECK_COMPLETENESS = "complete_against_calendar"
 CHECK_SPIKES = "no_price_spikes"
+_PROGRESS = re.compile(r"\[\d+/\d+\] (\S+): ")  # progress_line's start
 
 
 @dg.asset(
@@ -129,8 +131,13 @@ def raw_bars(
         for reason, n in result.quarantine_reasons.items():
             reasons[reason] = reasons.get(reason, 0) + n
         context.log.info(
-            f"[{i}/{len(by_ticker)}] {ticker}: {sum(r.rows for r in result.sessions)} bars "
-            f"over {len(days)} partitions, {result.rows_changed} new or changed"
+            progress_line(
+                i,
+                len(by_ticker),
+                ticker,
+                f"{sum(r.rows for r in result.sessions)} bars over {len(days)} partitions, "
+                f"{result.rows_changed} new or changed",
+            )
         )
     span = _span(reports)
     summary = session_summary(reports)
@@ -152,6 +159,17 @@ def raw_bars(
             _completeness_check(engine, summary, market.settings().completeness_floor),
         ],
     )
+
+
+def progress_line(done: int, total: int, ticker: str, text: str) -> str:
+    """The run's log line when a ticker is done (``quant import`` follows a run by these)."""
+    return f"[{done}/{total}] {ticker}: {text}"
+
+
+def ticker_done(message: str) -> str | None:
+    """The ticker a ``progress_line`` reports done (None: another message)."""
+    found = _PROGRESS.match(message)
+    return found.group(1) if found else None
 
 
 def _span(reports: list[SessionIngest]) -> tuple[pd.Timestamp, pd.Timestamp]:

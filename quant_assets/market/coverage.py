@@ -170,6 +170,13 @@ def session_shares(summary: pd.DataFrame) -> pd.Series:
     return summary["bars"].astype("float64") / np.asarray(minutes, dtype="float64")
 
 
+def typical_share(summary: pd.DataFrame) -> pd.Series:
+    """Each ticker's typical share of session minutes with a bar: the median over its sessions
+    with bars (tickers without any bar are left out)."""
+    traded = summary[summary["bars"] > 0]
+    return session_shares(traded).groupby(traded["ticker"]).median()
+
+
 def incomplete_sessions(
     summary: pd.DataFrame,
     reference: pd.DataFrame | None = None,
@@ -188,8 +195,7 @@ def incomplete_sessions(
         expected = pd.Series(float(floor), index=summary.index)
     else:
         known = pd.concat([reference, summary]) if reference is not None else summary
-        known = known.assign(share=session_shares(known))
-        typical = known[known["bars"] > 0].groupby("ticker")["share"].median()
+        typical = typical_share(known.reset_index(drop=True))
         expected = summary["ticker"].map(typical).astype("float64") * RELATIVE_COMPLETENESS
     flagged = (share < expected) | expected.isna()
     out = summary.loc[flagged, ["ticker", "session"]].assign(

@@ -686,8 +686,20 @@ def _bar_rows(path: Path, raw: pd.DataFrame, tz: str, ts_label: str, name: str) 
 
 
 # --- corporate actions ----------------------------------------------------------------------------
+def read_actions_file(path: Path) -> pd.DataFrame:
+    """A ledger CSV (the ``corporate_actions.csv`` format) as rows: ticker (stripped,
+    upper-cased; missing when blank), ex_date (session label or NaT), action (stripped,
+    lower-cased), value (or NaN) and ``line`` (its line in the file). No row is refused here: the
+    ledger's validation judges each one (``quant import-actions``)."""
+    return _actions_rows(path, _read_table(path, dtype="string"))
+
+
 def _read_actions(path: Path | None) -> pd.DataFrame:
-    """The actions file's rows; none (the ledger columns only) when the folder has no file."""
+    """The actions file's rows; none (the ledger columns only) when the folder has no file.
+
+    A row without a ticker or with another action than split or dividend fits neither ledger
+    this source serves, so the file is refused with the lines.
+    """
     if path is None:
         return pd.DataFrame(
             {
@@ -697,11 +709,20 @@ def _read_actions(path: Path | None) -> pd.DataFrame:
                 "value": pd.Series([], dtype="float64"),
             }
         )
-    return _actions_rows(path, _read_table(path, dtype="string"))
+    rows = read_actions_file(path)
+    unusable = (rows["ticker"].isna() | ~rows["action"].isin([SPLIT, DIVIDEND])).to_numpy(bool)
+    if unusable.any():
+        found = sorted(set(rows.loc[unusable, "action"].fillna("").tolist()))
+        raise FileSourceError(
+            f"{path}: lines {rows.loc[unusable, 'line'].tolist()[:10]}: every action needs a "
+            f"ticker and an action 'split' or 'dividend' (found actions {found})"
+        )
+    return rows
 
 
 def _actions_rows(path: Path, raw: pd.DataFrame) -> pd.DataFrame:
-    """The actions file as rows: ticker, ex_date (session label or NaT), action, value (or NaN)."""
+    """The actions file as rows: ticker, ex_date (session label or NaT), action, value (or NaN),
+    line (1-based, the header being line 1)."""
     names = _by_name(raw.columns)
     found = {f: next((names[a] for a in aliases if a in names), None)
              for f, aliases in ACTION_FIELDS.items()}  # fmt: skip
@@ -713,22 +734,15 @@ def _actions_rows(path: Path, raw: pd.DataFrame) -> pd.DataFrame:
         )
     ticker = raw[found["ticker"]].astype("string").str.strip().str.upper()
     action = raw[found["action"]].astype("string").str.strip().str.lower()
-    no_ticker = ticker.isna() | (ticker == "")
-    unusable = np.asarray(no_ticker | ~action.isin([SPLIT, DIVIDEND]), dtype=bool)
-    if unusable.any():
-        lines = (np.flatnonzero(unusable) + 2).tolist()  # + header line, 1-based
-        raise FileSourceError(
-            f"{path}: lines {lines[:10]}: every action needs a ticker and an action 'split' or "
-            f"'dividend' (found actions {sorted(set(action[unusable].fillna('').tolist()))})"
-        )
     wall, _ = _wall_clock(raw[found["ex_date"]])
     ex_date = wall.normalize().astype("datetime64[ns]")
     value = pd.Series(_numbers(path, raw[found["value"]]))
     if ex_date.isna().any():
         log.warning("%s: %d unreadable ex-dates served as NaT", path, int(ex_date.isna().sum()))
     return pd.DataFrame(
-        {"ticker": ticker.to_numpy(), "ex_date": ex_date, "action": action.to_numpy(),
-         "value": value.to_numpy()}
+        {"ticker": ticker.mask(ticker == "").to_numpy(), "ex_date": ex_date,
+         "action": action.to_numpy(), "value": value.to_numpy(),
+         "line": np.arange(len(raw)) + 2}
     )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, select
 from quant_assets.market.frames import BAR_COLUMNS, as_bar_dtypes, empty_bars
 from quant_assets.storage.database import insert_new, to_db_timestamp, to_utc, write_to_db
 from quant_assets.storage.quarantine import quarantine_rows
-from quant_assets.storage.schema import price_data
+from quant_assets.storage.schema import bar_quarantine, price_data
 
 
 def write_bars(bars: pd.DataFrame, engine: Engine) -> int:
@@ -61,3 +61,24 @@ def write_quarantine(quarantined: pd.DataFrame, engine: Engine) -> int:
         return 0
     rows = quarantine_rows(quarantined, pd.Timestamp.now(tz="UTC"))
     return insert_new(rows, "bar_quarantine", engine)
+
+
+def quarantine_counts(
+    engine: Engine, tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """Quarantined rows per ticker and reason (ticker, reason, rows) with ``start <= ts < end``
+    (rows kept without a timestamp belong to no range)."""
+    q = bar_quarantine.c
+    query = (
+        select(q.ticker, q.reason, func.count().label("rows"))
+        .where(
+            q.ticker.in_(list(tickers)),
+            q.ts >= to_db_timestamp(start, engine),
+            q.ts < to_db_timestamp(end, engine),
+        )
+        .group_by(q.ticker, q.reason)
+        .order_by(q.ticker, q.reason)
+    )
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query).fetchall(), columns=["ticker", "reason", "rows"])
+    return frame.astype({"ticker": "string", "reason": "string", "rows": "int64"})

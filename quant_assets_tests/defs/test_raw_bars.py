@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import text
 
-from quant_assets.defs.ingestion import raw_bars
+from quant_assets.defs.ingestion import progress_line, raw_bars, ticker_done
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.market import calendar
 from quant_assets.settings import Settings
@@ -193,3 +195,9 @@ def test_definitions_load_and_validate() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@given(st.integers(1, 500), st.from_regex(r"[A-Z0-9.\-]{1,10}", fullmatch=True), st.text())
+def test_a_progress_line_names_its_ticker(done: int, ticker: str, text: str) -> None:
+    assert ticker_done(progress_line(done, done + 1, ticker, text)) == ticker
+    assert ticker_done(f"{ticker}: {text}") is None  # any other message of the run

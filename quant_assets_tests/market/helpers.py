@@ -2,7 +2,9 @@
 
 ``write_market`` writes a synthetic market's bars in a given format, layout, time stamping and
 column style (and its corporate-action ledger) and returns the ``FileSource`` settings that read
-them back: ``FileSource(**files.source_args())`` or ``files.source()``.
+them back: ``FileSource(**files.source_args())`` or ``files.source()``. ``thinned``,
+``without_days``, ``cut_from`` and ``with_rows_at`` make bars look like real data first: a thin
+ticker, a hole, a truncated session, extended-hours or bad rows.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
+from quant_assets.market import calendar
 from quant_assets.market.calendar import MARKET_TZ
 from quant_assets.market.file_source import ACTIONS_FILE, FileSource
 from quant_assets.market.synthetic import SyntheticMarket
@@ -164,3 +168,56 @@ def write_market(
     if actions:
         write_corporate_actions(market, folder, tickers)
     return MarketFiles(folder, STAMP_ZONES.get(stamps, "UTC"), ts_label)
+
+
+def _days(bars: pd.DataFrame) -> pd.Series:
+    return calendar.session_labels(bars["ts"])
+
+
+def thinned(bars: pd.DataFrame, ticker: str, keep: float, seed: int = 0) -> pd.DataFrame:
+    """``bars`` with a random ``keep`` share of ``ticker``'s rows kept (a thin ticker)."""
+    rng = np.random.default_rng(seed)
+    drop = (bars["ticker"] == ticker).to_numpy() & (rng.random(len(bars)) >= keep)
+    return bars[~drop].reset_index(drop=True)
+
+
+def without_days(bars: pd.DataFrame, ticker: str, days: Sequence[str]) -> pd.DataFrame:
+    """``bars`` without ``ticker``'s rows on the New York ``days`` (a hole)."""
+    drop = (bars["ticker"] == ticker) & _days(bars).isin(pd.DatetimeIndex(days))
+    return bars[~drop].reset_index(drop=True)
+
+
+def cut_from(bars: pd.DataFrame, ticker: str, day: str, hhmm: str) -> pd.DataFrame:
+    """``bars`` without ``ticker``'s rows of ``day`` from ``hhmm`` New York on (truncated)."""
+    cut = pd.Timestamp(f"{day} {hhmm}", tz=MARKET_TZ)
+    drop = (bars["ticker"] == ticker) & (_days(bars) == pd.Timestamp(day)) & (bars["ts"] >= cut)
+    return bars[~drop].reset_index(drop=True)
+
+
+def with_rows_at(
+    bars: pd.DataFrame, ticker: str, times: Sequence[str], **values: float
+) -> pd.DataFrame:
+    """``bars`` plus rows of ``ticker`` at New York ``times`` (e.g. pre-market), valued like its
+    first row except for ``values`` (e.g. ``high=0.5`` for a bad row); sorted."""
+    template = bars[bars["ticker"] == ticker].iloc[[0] * len(times)].copy()
+    template["ts"] = [pd.Timestamp(t, tz=MARKET_TZ).tz_convert("UTC") for t in times]
+    for column, value in values.items():
+        template[column] = value
+    out = pd.concat([bars, template], ignore_index=True)
+    return out.sort_values(["ticker", "ts"], kind="stable", ignore_index=True)
+
+
+MESSY_TICKERS: tuple[str, ...] = ("AAPL", "MSFT", "NVDA")
+MESSY_DAYS: tuple[str, str] = ("2026-03-02", "2026-03-13")
+
+
+def messy_bars(market: SyntheticMarket) -> pd.DataFrame:
+    """Two weeks (``MESSY_DAYS``) of ``MESSY_TICKERS`` as real data looks: NVDA thin (a quarter
+    of its minutes), MSFT with a two-session hole (03-05, 03-06) and a session cut at 13:00
+    (03-10), AAPL with two extended-hours rows and one bad row (a stamp not on the minute)."""
+    bars = market_bars(market, MESSY_TICKERS, *calendar.span_of_days(*MESSY_DAYS))
+    bars = thinned(bars, "NVDA", 0.25)
+    bars = without_days(bars, "MSFT", ["2026-03-05", "2026-03-06"])
+    bars = cut_from(bars, "MSFT", "2026-03-10", "13:00")
+    bars = with_rows_at(bars, "AAPL", ["2026-03-02 08:00", "2026-03-03 16:30"])
+    return with_rows_at(bars, "AAPL", ["2026-03-04 11:00:30"])

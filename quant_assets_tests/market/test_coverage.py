@@ -14,6 +14,7 @@ from quant_assets.market.coverage import (
     incomplete_sessions,
     summarize_sessions,
     ticker_coverage,
+    typical_share,
 )
 
 DAYS = list(calendar.sessions("2026-09-01", "2026-09-30"))
@@ -80,6 +81,28 @@ def test_thin_tickers_are_neither_holey_nor_truncated(share: float, seed: int) -
     cov = coverage_of(full[keep], ["THIN"])["THIN"]
     assert cov.holes == () and cov.truncated == ()
     assert cov.minute_share == keep.sum() / len(full)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shares=st.lists(st.floats(0.05, 1.0), min_size=1, max_size=8),
+    empty=st.integers(0, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_the_typical_share_is_the_median_over_the_sessions_with_bars(
+    shares: list[float], empty: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    traded = DAYS[: len(shares)]
+    frames = [bars_on("AAA", [d]) for d in traded]
+    kept = [f[rng.random(len(f)) < s] for f, s in zip(frames, shares, strict=True)]
+    bars = pd.concat([k for k in kept if len(k)] or [frames[0].iloc[:0]])
+    days = DAYS[: len(shares) + empty]  # sessions without a bar do not pull the median down
+    typical = typical_share(summarize_sessions(bars, ["AAA", "ZZZ"], days))
+    with_bars = [len(k) / 390 for k in kept if len(k)]
+    assert list(typical.index) == (["AAA"] if with_bars else [])
+    if with_bars:
+        assert typical["AAA"] == pytest.approx(float(np.median(with_bars)))
 
 
 def test_completeness_is_judged_against_the_tickers_own_coverage() -> None:

@@ -17,7 +17,7 @@ from quant_assets.corporate_actions.ledger import ledger_from_source, validate_a
 from quant_assets.market import file_source
 from quant_assets.market.bar_validation import validate_bars
 from quant_assets.market.calendar import MARKET_TZ, sessions
-from quant_assets.market.file_source import FileSource, FileSourceError
+from quant_assets.market.file_source import FileSource, FileSourceError, read_actions_file
 from quant_assets.market.frames import empty_bars
 from quant_assets.market.sources import MarketSource
 from quant_assets.market.synthetic import SyntheticConfig, SyntheticMarket
@@ -315,6 +315,22 @@ def test_a_structurally_broken_actions_file_is_a_clear_error(
     )
     with pytest.raises(FileSourceError, match=r"lines \[3\]: every action needs a ticker"):
         FileSource(tmp_path).get_splits("AAPL")
+
+
+def test_a_ledger_file_is_read_row_by_row_for_the_ledger_to_judge(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.csv"
+    path.write_text(
+        "Symbol,EX_DATE,Action,Value\n aapl ,2026-03-02,Split,2\n,2026-03-03,dividend,0.5\n"
+        "MSFT,2026-03-04,spinoff,1\nMSFT,someday,dividend,x\n"
+    )
+    rows = read_actions_file(path)
+    assert rows["line"].tolist() == [2, 3, 4, 5]
+    assert rows["ticker"].tolist()[0] == "AAPL" and pd.isna(rows["ticker"].iloc[1])
+    assert rows["action"].tolist() == ["split", "dividend", "spinoff", "dividend"]
+    assert rows["ex_date"].iloc[0] == pd.Timestamp("2026-03-02") and pd.isna(rows["ex_date"][3])
+    assert rows["value"].iloc[0] == 2.0 and np.isnan(rows["value"].iloc[3])
+    with pytest.raises(FileSourceError, match="cannot be read"):
+        read_actions_file(tmp_path / "missing.csv")
 
 
 def test_no_actions_file_gives_empty_ledgers(bars: pd.DataFrame, tmp_path: Path) -> None:

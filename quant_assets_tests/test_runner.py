@@ -1,0 +1,34 @@
+"""In-process runs of the quant commands: which tickers one range run can cover."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from quant_assets.defs.partitions import ticker_partitions
+from quant_assets.ingestion.history_import import HistoryImportError
+from quant_assets.runner import ticker_blocks
+
+ORDER = ticker_partitions.get_partition_keys()
+
+
+@given(st.lists(st.sampled_from(ORDER), min_size=1), st.randoms())
+def test_tickers_split_into_blocks_of_neighbours_in_partition_order(chosen: list[str], rng) -> None:
+    rng.shuffle(chosen)
+    blocks = ticker_blocks(chosen)
+    flat = [t for block in blocks for t in block]
+    assert flat == sorted(set(chosen), key=ORDER.index)  # each ticker once, in partition order
+    positions = [[ORDER.index(t) for t in block] for block in blocks]
+    for block in positions:
+        assert block == list(range(block[0], block[-1] + 1))  # a rectangle: no ticker between
+    for before, after in itertools.pairwise(positions):
+        assert after[0] > before[-1] + 1  # blocks that could be one run are one run
+
+
+def test_every_ticker_is_one_run_and_an_unknown_one_is_refused() -> None:
+    assert ticker_blocks(list(reversed(ORDER))) == [tuple(ORDER)]
+    with pytest.raises(HistoryImportError, match="no raw_bars partitions for ZZZZ"):
+        ticker_blocks([ORDER[0], "ZZZZ"])
