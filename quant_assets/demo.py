@@ -18,8 +18,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -33,6 +35,9 @@ from quant_assets.market.synthetic import SyntheticMarket
 from quant_assets.runner import market_resources, run_partition_range
 from quant_assets.settings import Settings
 from quant_assets.tracking import safe_uri
+
+if TYPE_CHECKING:
+    from quant_assets.models.dataset import TrainingDataset
 
 console = Console()
 
@@ -171,12 +176,13 @@ def _print_summary(summary: dict[str, object]) -> None:
     console.print(f"label balance (-1 / 0 / +1 / none): {summary['label_balance']}")
     models = summary.get("models") or {}
     if models:
-        table = Table(title=f"test segment, macro-F1 UP/DOWN (champion: {models['champion']})")
+        table = Table(title="test segment (model selection inside training), macro-F1 UP/DOWN")
         table.add_column("model")
         table.add_column("macro-F1", justify="right")
         for name, value in models["macro_f1_updown"].items():
             table.add_row(name, f"{value:.4f}")
         console.print(table)
+        _print_holdout(models)
         for name, why in models["skipped"].items():
             console.print(f"{name}: skipped ({why})")
         console.print(f"drift levels of the live session: {models['drift_levels']}")
@@ -283,11 +289,46 @@ def model_summary(settings: Settings, source: MarketSource) -> dict[str, object]
     files["mlflow"] = safe_uri(settings.mlflow_tracking_uri)
     return {
         "champion": champion.model.name if champion else "none",
+        "champion_metrics": dict(champion.metrics) if champion else {},
         "macro_f1_updown": scores,
+        "holdout": holdout_summary(settings, dataset, market),
         "skipped": skipped,
         "drift_levels": {str(k): int(v) for k, v in zip(levels["level"], levels["n"], strict=True)},
         "files": files,
     }
+
+
+def holdout_summary(
+    settings: Settings, dataset: TrainingDataset, market: SyntheticMarket | None
+) -> dict[str, dict[str, float]]:
+    """Per model and fitted baseline, on the holdout (the segment that decides promotion):
+    macro-F1 and the backtest's figures at the default cost (``champion_model``'s policy)."""
+    from quant_assets.defs.deployment import ChampionConfig
+    from quant_assets.deployment.backtest_report import headline_metrics
+    from quant_assets.deployment.decision import compute_metrics
+    from quant_assets.deployment.holdout_value import backtest_samples, holdout_backtest
+    from quant_assets.deployment.scoring import ValidationSet, score_bundles
+    from quant_assets.models.baselines import baseline_probabilities
+    from quant_assets.models.bundle import ARCHS, latest_bundles
+
+    vs = ValidationSet.from_dataset(dataset, "holdout")
+    if vs.market is None or not len(vs):
+        return {}
+    spec = ChampionConfig().backtest_spec(vs.label_spec)
+    out: dict[str, dict[str, float]] = {}
+    for name, scored in score_bundles(latest_bundles(settings.models_dir, ARCHS), vs).items():
+        if scored.probs is not None:
+            f1 = compute_metrics(vs.labels, scored.probs).macro_f1_updown
+            result = holdout_backtest(vs, scored.probs, spec)
+            out[name] = {"macro_f1_updown": f1, **headline_metrics(result)}
+    frame = dataset.sample_frame("holdout")
+    keys = pd.DatetimeIndex(frame["ts"]).as_unit("ns").asi8
+    labels = frame["label"].to_numpy(dtype=np.int8)
+    for name, probs in baseline_probabilities(dataset, "holdout", market=market).items():
+        result = backtest_samples(vs.market, frame["ticker"].to_numpy(), keys, probs, spec)
+        f1 = compute_metrics(labels, probs).macro_f1_updown
+        out[name] = {"macro_f1_updown": f1, **headline_metrics(result)}
+    return out
 
 
 def ticker_summary(
@@ -342,6 +383,28 @@ def _training_windows(settings: Settings) -> dict[str, dict[str, int]]:
         for ticker, n in dataset.sample_frame(segment)["ticker"].value_counts().items():
             out.setdefault(str(ticker), {})[segment] = int(n)
     return out
+
+
+def _print_holdout(models: dict[str, object]) -> None:
+    holdout = models.get("holdout") or {}
+    if not holdout:
+        return
+    table = Table(
+        title="holdout (the segment champion_model decides on), net at the default cost "
+        f"(champion: {models['champion']})"
+    )
+    for col in ("model", "macro-F1", "net return", "net Sharpe", "trades", "break-even bps"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for name, f in holdout.items():  # type: ignore[union-attr]
+        table.add_row(
+            name,
+            f"{f['macro_f1_updown']:.4f}",
+            f"{f.get('holdout_net_return', float('nan')):+.4%}",
+            f"{f.get('holdout_net_sharpe', float('nan')):.2f}",
+            f"{int(f.get('holdout_trades', 0)):,}",
+            f"{f.get('holdout_break_even_bps', float('nan')):.2f}",
+        )
+    console.print(table)
 
 
 def _print_tickers(tickers: dict[str, dict[str, object]]) -> None:

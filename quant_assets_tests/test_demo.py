@@ -102,6 +102,10 @@ def test_the_demo_runs_end_to_end_on_a_folder_of_csvs(folder: Path, quant_env: S
     # The oracle reads the synthetic market's latent signal: skipped on files, and said so.
     assert "oracle" not in summary["models"]["macro_f1_updown"]
     assert "latent signal" in summary["models"]["skipped"]["oracle"]
+    # Every model and fitted baseline is backtested on the holdout, net of costs.
+    holdout = summary["models"]["holdout"]
+    assert {"lstm_v1", "transformer_v1", "logistic"} <= set(holdout) and "oracle" not in holdout
+    assert all("macro_f1_updown" in f and "holdout_trades" in f for f in holdout.values())
 
     # The live session was replayed from the files (up to its last poll, 15:55 or later).
     open_, close = calendar.session_bounds(LIVE_DAY)

@@ -32,9 +32,22 @@ def holdout_backtest(vs: ValidationSet, probs: np.ndarray, spec: BacktestSpec) -
     """Backtest ``probs`` (one row per sample of ``vs``, ``CLASS_ORDER``) on the set's bars."""
     if not can_backtest(vs):
         raise ValueError("the validation set has no bars to backtest on (rebuild the dataset)")
-    bars = vs.market.reset_index(drop=True)  # type: ignore[union-attr]
+    return backtest_samples(vs.market, vs.tickers, vs.time_keys, probs, spec)  # type: ignore[arg-type]
+
+
+def backtest_samples(
+    market: pd.DataFrame,
+    tickers: np.ndarray,
+    time_keys: np.ndarray,
+    probs: np.ndarray,
+    spec: BacktestSpec,
+) -> BacktestResult:
+    """Backtest per-sample probabilities (sample i: ``tickers[i]`` at ``time_keys[i]``, ns UTC)
+    on ``market``'s bars (ticker, ts, open, high, low, close, sigma); bars without a sample
+    have no prediction and never trade."""
+    bars = market.reset_index(drop=True)
     on_bars = np.full((len(bars), len(CLASS_ORDER)), np.nan)
-    position = _sample_positions(vs, bars)
+    position = _sample_positions(bars, tickers, time_keys)
     found = position >= 0
     on_bars[position[found]] = np.asarray(probs, dtype="float64")[found]
     return run_backtest(bars, on_bars, bars["sigma"].to_numpy(), spec)
@@ -53,10 +66,10 @@ def net_value_of(
     return net_value(values, time_keys, trades=len(trades), cost_bps=cost, rule=rule)
 
 
-def _sample_positions(vs: ValidationSet, bars: pd.DataFrame) -> np.ndarray:
+def _sample_positions(bars: pd.DataFrame, tickers: np.ndarray, time_keys: np.ndarray) -> np.ndarray:
     """The row of ``bars`` of each sample (ticker, time), −1 when the bars lack it."""
     index = pd.MultiIndex.from_arrays(
         [bars["ticker"].astype(str).to_numpy(), pd.DatetimeIndex(bars["ts"]).as_unit("ns").asi8]
     )
-    wanted = pd.MultiIndex.from_arrays([vs.tickers.astype(str), vs.time_keys])  # type: ignore[union-attr]
+    wanted = pd.MultiIndex.from_arrays([np.asarray(tickers).astype(str), np.asarray(time_keys)])
     return index.get_indexer(wanted)

@@ -202,26 +202,22 @@ def _f1(y: np.ndarray, p: np.ndarray) -> float:
     return float(f1_score(y, p, labels=UPDOWN, average="macro", zero_division=0))
 
 
-def baseline_predictions(
+def baseline_probabilities(
     dataset: TrainingDataset, segment: str = "test", seed: int = 0, market: Any = None
 ) -> dict[str, np.ndarray]:
-    """Predictions (class indices) of every baseline on a segment; the oracle needs ``market``."""
+    """Class probabilities of the fitted baselines on a segment (logistic, logistic_window;
+    the oracle when ``market`` is given), one row per sample of the segment."""
     y_train = dataset.y("train")
-    n = len(dataset.samples[segment])
     x_train = dataset.windows("train")
     x_eval = dataset.windows(segment)
     out = {
-        "majority": majority(y_train, n),
-        "stratified": stratified(y_train, n, seed),
-        "logistic": logistic(
-            lagged_features(x_train), y_train, lagged_features(x_eval), seed
-        ).argmax(1),
+        "logistic": logistic(lagged_features(x_train), y_train, lagged_features(x_eval), seed),
         "logistic_window": logistic(
             lagged_features(x_train, LOGISTIC_LAGS),
             y_train,
             lagged_features(x_eval, LOGISTIC_LAGS),
             seed,
-        ).argmax(1),
+        ),
     }
     if market is not None:
         out["oracle"] = oracle(
@@ -229,5 +225,19 @@ def baseline_predictions(
             y_train,
             oracle_inputs(market, dataset.sample_frame(segment)),
             seed,
-        ).argmax(1)
+        )
     return out
+
+
+def baseline_predictions(
+    dataset: TrainingDataset, segment: str = "test", seed: int = 0, market: Any = None
+) -> dict[str, np.ndarray]:
+    """Predictions (class indices) of every baseline on a segment; the oracle needs ``market``."""
+    y_train = dataset.y("train")
+    n = len(dataset.samples[segment])
+    fitted = baseline_probabilities(dataset, segment, seed, market)
+    return {
+        "majority": majority(y_train, n),
+        "stratified": stratified(y_train, n, seed),
+        **{name: probs.argmax(1) for name, probs in fitted.items()},
+    }
