@@ -33,6 +33,9 @@ CHAMPION_ALIAS = "champion"
 BUNDLE_TAG = "bundle"  # on a training run's registered version: the bundle it holds
 MODEL_TAG = "quant_model"  # on a quant-champion version: the model it is
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value is 6000 characters
+# MLflow 3 opens an experiment in its GenAI view (traces, an assistant) unless it is marked as
+# model training.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def registered_model_name(arch: str, prefix: str = MODEL_PREFIX) -> str:
@@ -66,11 +69,18 @@ def experiment_id(client: MlflowClient, name: str, artifact_root: Path, tracking
     with store_lock(tracking_uri):
         found = client.get_experiment_by_name(name)
         if found is not None:
+            for key, value in EXPERIMENT_TAGS.items():  # an experiment made before the tag
+                if found.tags.get(key) != value:
+                    client.set_experiment_tag(found.experiment_id, key, value)
             return str(found.experiment_id)
         root = artifact_root.resolve()
         root.mkdir(parents=True, exist_ok=True)
         try:
-            return str(client.create_experiment(name, artifact_location=root.as_uri()))
+            return str(
+                client.create_experiment(
+                    name, artifact_location=root.as_uri(), tags=EXPERIMENT_TAGS
+                )
+            )
         except MlflowException:  # created meanwhile by another process
             return str(client.get_experiment_by_name(name).experiment_id)
 

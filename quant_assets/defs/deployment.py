@@ -38,7 +38,9 @@ from quant_assets.evaluation.backtest import (
 from quant_assets.labels import LabelSpec
 from quant_assets.models.bundle import ARCHS, latest_bundles, load_bundle
 from quant_assets.models.parity import check_bundle
+from quant_assets.monitoring.drift_monitor import latest_scored_model
 from quant_assets.settings import TRAINING_DATASET, Settings
+from quant_assets.storage.database import get_engine
 
 CHECK_CHAMPION_FILE = "champion_file_valid"
 DRIFT_REPORT = dg.AssetKey("drift_report")
@@ -323,17 +325,25 @@ def drift_rollback_sensor(context: dg.SensorEvaluationContext, asset_event: dg.E
     job_name="live_monitoring",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="A new champion (promotion or rollback) is scored at once: no restart needed.",
+    description=(
+        "A new champion (promotion or rollback) is scored at once: no restart needed. A "
+        "champion_model event that left the serving model as it was (a night that kept it) "
+        "requests nothing."
+    ),
 )
 def champion_reload_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
     """Check the new champion's bundle loads, then request a live scoring run with it."""
+    settings = Settings()
     try:
-        folder = champion_bundle(Settings())
+        folder = champion_bundle(settings)
         if folder is None:
             return dg.SkipReason(champion.NO_CHAMPION)
         bundle = load_bundle(folder)
+        scored_by = latest_scored_model(get_engine(settings))
     except Exception as err:  # report, never crash the daemon
         return dg.SkipReason(f"error: the champion bundle cannot be loaded: {err}")
+    if scored_by == bundle.name:
+        return dg.SkipReason(f"{bundle.name} already scores the live window: nothing to reload")
     return dg.RunRequest(
         # one scoring run per champion change (the run that promoted or rolled back)
         run_key=f"reload-{bundle.name}-{asset_event.run_id}",

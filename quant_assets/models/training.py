@@ -380,11 +380,11 @@ def train_and_bundle(
         out.mkdir(parents=True, exist_ok=True)
         figures["confusion_matrix"] = plot_confusion_matrix(
             metrics["test"]["confusion_matrix"],
-            out / f"{arch}_confusion_matrix.png",
+            out / "confusion_matrix.png",  # the same name for every model (MLflow Compare)
             f"{arch}: test, macro-F1(up/down) {metrics['test']['macro_f1_updown']:.3f}",
         )
         figures["learning_curves"] = plot_learning_curves(
-            result.history, out / f"{arch}_learning_curves.png", f"{arch}: learning curves"
+            result.history, out / "learning_curves.png", f"{arch}: learning curves"
         )
 
     report = ModelReport(

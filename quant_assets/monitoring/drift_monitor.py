@@ -203,6 +203,14 @@ def read_predictions(
     return frame
 
 
+def latest_scored_model(engine: Engine) -> str | None:
+    """The model of the newest stored live prediction (None before any scoring)."""
+    t = predictions_table
+    query = select(t.c.model).order_by(t.c.scored_at.desc(), t.c.ts.desc()).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(query).scalar()
+
+
 def window_features(
     engine: Engine,
     tickers: Sequence[str],

@@ -239,6 +239,9 @@ def test_planted_shift_through_the_live_path(scenario: Scenario) -> None:
                 assert reload.run_requests and len(reload.run_requests) == 1, reload.skip_message
                 reloads.append(reload.run_requests[0])
             records[-1]["champion_after"] = champion_name(settings)
+        # The champion_model event is still the newest, but its model already scores: no run.
+        again = tick(champion_reload_sensor, instance, None)
+        assert not again.run_requests and "already scores" in (again.skip_message or "")
     frame = pd.DataFrame(records)
     before, after = frame[frame["at"] <= scenario.shift], frame[frame["at"] > scenario.shift]
     log.info(frame[["at", "model", "level", "rollback", "champion_after"]].to_string())

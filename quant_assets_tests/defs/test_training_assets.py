@@ -87,6 +87,8 @@ def test_training_assets_write_bundles_and_mlflow_runs(quant_env: Settings) -> N
         models = quant_env.home / "models"
         assert [p.name for p in list_bundles(models)] == ["lstm_v1", "transformer_v1"]
         client = MlflowClient(tracking_uri=quant_env.mlflow_tracking_uri)
+        experiment = client.get_experiment_by_name("quant_assets")
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
         for arch in ("lstm", "transformer"):
             meta = result.asset_materializations_for_node(f"{arch}_model")[0].metadata
             run_id = meta["mlflow_run_id"].value
@@ -117,6 +119,8 @@ def test_training_assets_write_bundles_and_mlflow_runs(quant_env: Settings) -> N
             )
             artifacts = {a.path for a in client.list_artifacts(run_id)}
             assert {"bundle", "figures", "metrics.json"} <= artifacts
+            figures = {Path(a.path).name for a in client.list_artifacts(run_id, "figures")}
+            assert figures == {"confusion_matrix.png", "learning_curves.png"}  # for every model
             bundle_files = {Path(a.path).name for a in client.list_artifacts(run_id, "bundle")}
             assert bundle_files == {"bundle.json", f"{arch}_v1.tflite", f"{arch}_v1.keras"}
             versions = client.search_model_versions(f"name='quant-{arch}'")
