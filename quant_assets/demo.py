@@ -220,6 +220,7 @@ def replay_live_session(
 ) -> LiveOutcome:
     """Replay ``day`` through the live poller in 30-minute steps; after each step run the
     live_monitoring job (champion scoring + drift report) at that simulated time."""
+    from quant_assets.defs.runless import runless_reporter
     from quant_assets.ingestion.poller import PollerConfig
     from quant_assets.ingestion.poller_replay import replay
     from quant_assets.market.factory import source_from_settings
@@ -227,6 +228,7 @@ def replay_live_session(
 
     market = source_from_settings(settings)
     config = PollerConfig.from_settings(settings)
+    reporter = runless_reporter(instance)  # the same trail in the UI as a real poller leaves
     open_, close = calendar.session_bounds(day)
     job = defs.resolve_job_def("live_monitoring")
     resources = market_resources(settings)
@@ -234,7 +236,7 @@ def replay_live_session(
     t, last_run = open_, ""
     while t < close:
         nxt = min(t + step, close)
-        replay(market, t, nxt, lambda: get_engine(settings), config)
+        replay(market, t, nxt, lambda: get_engine(settings), config, reporter=reporter)
         ops = {
             name: {"config": {"as_of": nxt.isoformat()}}
             for name in ("live_predictions", "drift_report")

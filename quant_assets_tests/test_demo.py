@@ -4,8 +4,10 @@ the summary, a ticker with too little data named with the reason."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -106,6 +108,18 @@ def test_the_demo_runs_end_to_end_on_a_folder_of_csvs(folder: Path, quant_env: S
     holdout = summary["models"]["holdout"]
     assert {"lstm_v1", "transformer_v1", "logistic"} <= set(holdout) and "oracle" not in holdout
     assert all("macro_f1_updown" in f and "holdout_trades" in f for f in holdout.values())
+
+    # The replay leaves the trail a real poller leaves: runless raw_bars events per partition.
+    with dg.DagsterInstance.from_config(os.environ["DAGSTER_HOME"]) as instance:
+        live_keys = {f"{LIVE_DAY}|{t}" for t in TICKERS}
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("raw_bars"), asset_partitions=list(live_keys)
+            ),
+            limit=1000,
+        ).records
+        assert f"{LIVE_DAY}|AAPL" in {r.partition_key for r in records} <= live_keys
+        assert not any(r.run_id for r in records)  # runless, as the poller's
 
     # The live session was replayed from the files (up to its last poll, 15:55 or later).
     open_, close = calendar.session_bounds(LIVE_DAY)
