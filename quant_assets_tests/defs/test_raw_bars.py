@@ -78,6 +78,17 @@ def test_range_materializes_in_one_run_and_matches_source(quant_env: Settings) -
         assert meta["non_session_days"].value == ["2026-09-07"]
         password = quant_env.sqlalchemy_url().password
         assert not password or password not in meta["database"].value
+        # Each partition's own figures: an observation of that partition.
+        key = "2026-09-02|MSFT"
+        observed = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_bars"), asset_partitions=[key]),
+            limit=1,
+        ).records[0]
+        own = observed.asset_observation.metadata
+        start, end = calendar.span_of_days("2026-09-02", "2026-09-02")
+        stored = read_bars(get_engine(quant_env), ["MSFT"], start, end)
+        assert own["rows"].value == len(stored) < meta["rows"].value
+        assert own["expected_minutes"].value == 390
     source = market().get_source()
     engine = get_engine(quant_env)
     start = calendar.session_bounds("2026-09-01")[0]
