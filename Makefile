@@ -63,7 +63,7 @@ lint: $(STAMP)
 
 dagster-dev: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/
-	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+	scripts/dagster-dev $(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
 
 mlflow-ui: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(QUANT_HOME)/mlflow.db -h 127.0.0.1 -p 5000

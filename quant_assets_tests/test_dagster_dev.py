@@ -1,0 +1,83 @@
+"""``make dagster-dev`` stops on Ctrl-C within seconds (``scripts/dagster-dev``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 150
+STOP_WITHIN_S = 10
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def answers(port: int) -> bool:
+    try:
+        with _NO_PROXY.open(f"http://127.0.0.1:{port}/server_info", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ctrl_c_stops_dagster_dev_within_seconds(tmp_path: Path) -> None:
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    port = free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "QUANT_HOME": str(tmp_path / "quant")}
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    log = (tmp_path / "dagster-dev.log").open("wb")
+    command = [dagster, "dev", "-m", "quant_assets.definitions", "-h", "127.0.0.1"]
+    script = subprocess.Popen(
+        [str(REPO / "scripts" / "dagster-dev"), *command, "-p", str(port)],
+        cwd=tmp_path,  # not the repo: its dagster.yaml would only be warned about
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # the script's own group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not answers(port):
+            assert script.poll() is None, (tmp_path / "dagster-dev.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "dagster dev did not answer in time"
+            time.sleep(1)
+        children = {
+            int(p) for p in subprocess.check_output(["pgrep", "-P", str(script.pid)]).split()
+        }
+        began = time.monotonic()
+        os.killpg(script.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
+        script.wait(timeout=STOP_WITHIN_S + 5)
+        stopped_after = time.monotonic() - began
+        assert stopped_after <= STOP_WITHIN_S
+        time.sleep(0.5)
+        assert not any(group_alive(pgid) for pgid in children), "processes left behind"
+        assert not answers(port)
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGKILL)
+        log.close()
