@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     # MLflow: a tracking server or database (MLFLOW_TRACKING_URI, as MLflow itself reads it);
     # unset, the SQLite file under home.
     mlflow_uri: str | None = Field(None, validation_alias=_db_field("MLFLOW_TRACKING_URI"))
+    # Where people open the MLflow UI (`make mlflow-ui`): asset metadata links runs there.
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
 
     # raw_bars' completeness check: None judges each session against the ticker's own typical
     # share of minutes (market/coverage.py); a number is a fixed share of the session's minutes

@@ -219,7 +219,9 @@ def _metadata(
         "partitions": dg.MetadataValue.int(len(reports)),
         "expected_minutes": dg.MetadataValue.int(expected),
         "missing_minutes": dg.MetadataValue.int(expected - rows),
-        "quarantined_rows": dg.MetadataValue.json(reasons),
+        "quarantined_rows": dg.MetadataValue.json(reasons)
+        if reasons
+        else dg.MetadataValue.text("none"),
         "first_ts": dg.MetadataValue.text(min(firsts).isoformat() if firsts else "none"),
         "last_ts": dg.MetadataValue.text(max(lasts).isoformat() if lasts else "none"),
         "non_session_days": dg.MetadataValue.json(holidays),

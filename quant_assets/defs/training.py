@@ -254,7 +254,9 @@ def train_model_asset(
         "mlflow_tracking_uri": dg.MetadataValue.text(
             tracking.safe_uri(mlflow.resolved_tracking_uri())
         ),
-        "mlflow_run": dg.MetadataValue.text(run.url_path()),
+        "mlflow_run": dg.MetadataValue.url(
+            f"{settings.mlflow_ui_url.rstrip('/')}/{run.url_path()}"
+        ),
         "mlflow_registered_model": dg.MetadataValue.text(f"{registered} v{model_version}"),
         **{
             f"test_{k}": dg.MetadataValue.float(round(float(test[k]), 6))

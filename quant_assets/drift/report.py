@@ -170,7 +170,7 @@ class DriftReport:
             a1.scatter([_nz(f.psi) for f in self.recent], y, marker="x", color="k", s=14)
         a1.set_xlabel(
             f"PSI of the window (bars) and of its last {self.thresholds.recent_minutes} min (x); "
-            "red = drifted"
+            "red = drifted, orange = PSI band moved (not drifted), gray = stable"
         )
         eff = [-np.log10(max(f.p_eff, 1e-300)) for f in self.features]
         raw = [-np.log10(max(f.p_raw, 1e-300)) for f in self.features]

@@ -92,6 +92,8 @@ def test_training_assets_write_bundles_and_mlflow_runs(quant_env: Settings) -> N
         for arch in ("lstm", "transformer"):
             meta = result.asset_materializations_for_node(f"{arch}_model")[0].metadata
             run_id = meta["mlflow_run_id"].value
+            link = meta["mlflow_run"].value  # a link into the MLflow UI
+            assert link.startswith("http://127.0.0.1:5000/#/experiments/") and link.endswith(run_id)
             bundle = load_bundle(models / f"{arch}_v1")
             assert bundle.mlflow_run_id == run_id
             assert bundle.training_window["first_session"] == "2026-03-03"
