@@ -12,6 +12,11 @@
   weights) turns them into class probabilities; like the networks it predicts the argmax.
   It is the reference for "how much of the planted signal did the model find".
 
+The fitted baselines train with balanced class weights like the networks, and like theirs
+their probabilities have the weights' log-prior shift taken out (``models.calibration``), so
+every model's figures — argmax F1, log-loss, the backtest's p_up − p_down — are of calibrated
+probabilities and compare like with like.
+
 Leakage guard statistics. ``chance_f1``: the macro-F1 of the model's own predictions moved to
 other sessions' labels (same prediction shares, no relation to the labels). ``sign_flip_null``:
 the directional test the leakage guard uses (see its docstring): on a martingale the flat
@@ -33,6 +38,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from quant_assets.market import calendar
+from quant_assets.models.calibration import apply_temperature, log_prior_shift
 from quant_assets.models.dataset import TrainingDataset
 
 UPDOWN = [0, 2]
@@ -63,7 +69,7 @@ def logistic(
     """Class probabilities of a balanced multinomial logistic regression."""
     model = LogisticRegression(max_iter=500, class_weight="balanced", C=1.0, random_state=seed)
     model.fit(x_train, y_train)
-    return _full_proba(model, x_eval)
+    return _without_class_weights(_full_proba(model, x_eval), y_train)
 
 
 def oracle_inputs(market: Any, samples: pd.DataFrame) -> np.ndarray:
@@ -106,7 +112,16 @@ def oracle(
         random_state=seed,
     )
     model.fit(inputs_train, y_train)
-    return _full_proba(model, inputs_eval)
+    return _without_class_weights(_full_proba(model, inputs_eval), y_train)
+
+
+def _without_class_weights(probs: np.ndarray, y_train: np.ndarray) -> np.ndarray:
+    """Probabilities of a model fitted with balanced weights, the weights' prior shift undone."""
+    counts = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=3).astype(float)
+    weights = {k: len(y_train) / (3 * counts[k]) for k in range(3) if counts[k] > 0}
+    if len(weights) < 3:  # a class absent in training has no weight to undo
+        return probs
+    return apply_temperature(probs, 1.0, log_prior_shift(weights))
 
 
 def _full_proba(model: Any, x: np.ndarray) -> np.ndarray:
