@@ -105,5 +105,7 @@ def run_evaluation(settings: Settings, run_config: dict) -> dg.ExecuteInProcessR
     ensure_dagster_home(settings)
     with dg.DagsterInstance.get() as instance:
         return defs.resolve_job_def(EVALUATE_JOB).execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False
+            run_config={**run_config, "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            instance=instance,
+            raise_on_error=False,
         )

@@ -191,13 +191,15 @@ def report_to_mlflow(
     params: dict[str, Any],
 ) -> str:
     """Log the parent and nested runs; a description of where, or why not."""
+    uri = mlflow.resolved_tracking_uri()
+    where = tracking.safe_uri(uri)
     try:
         run_id = log_walk_forward(mlflow, result, folder, params, context.run_id)
     except Exception as err:  # MLflow down or misconfigured: the figures stay on the asset
-        note = f"not logged to {tracking.safe_uri(mlflow.resolved_tracking_uri())}: {err}"
+        note = f"not logged to {where}: {str(err).replace(uri, where)}"  # no password shown
         context.log.warning(f"walk-forward {note}")
         return note
-    return f"run {run_id} ({RUN_NAME}) in {tracking.safe_uri(mlflow.resolved_tracking_uri())}"
+    return f"run {run_id} ({RUN_NAME}) in {where}"
 
 
 def log_walk_forward(

@@ -106,9 +106,10 @@ def test_mlflow_gets_a_parent_run_and_one_nested_run_per_model(tmp_path: Path) -
 def test_an_mlflow_failure_is_a_note_and_the_evaluation_stands(tmp_path: Path) -> None:
     wf = walk_forward_of(FIGURES)
     folder = write_report_files(wf, tmp_path / "files")
-    broken = MlflowResource(tracking_uri="nosuchscheme://nowhere")
+    broken = MlflowResource(tracking_uri="nosuchscheme://quant:hunter2@nowhere")
     note = report_to_mlflow(dg.build_asset_context(), broken, wf, folder, {})
-    assert note.startswith("not logged to nosuchscheme://nowhere")
+    assert note.startswith("not logged to nosuchscheme://quant:***@nowhere")
+    assert "hunter2" not in note
 
 
 @pytest.mark.slow
