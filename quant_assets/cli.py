@@ -94,6 +94,26 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument(
         "--out", help="CSV path (default QUANT_HOME/exports/features_<start>_<end>.csv)"
     )
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="walk-forward evaluation: retrain both models and the logistic baseline on K "
+        "expanding folds, each scored on the block after it",
+        description="Cut the newest labelled sessions into K expanding folds (purge and embargo "
+        "as in training), retrain the LSTM, the Transformer and the logistic baseline on each and "
+        "score them on the block of sessions after it: macro-F1, net Sharpe at the default cost "
+        "and the probabilistic Sharpe ratio, per fold and as mean ± sd. One Dagster run of the "
+        "job 'evaluate'; the table and plot are on the asset walk_forward and in MLflow (run "
+        "walk_forward). K = 3 on the demo's 40 sessions × 20 tickers takes about 4 minutes on 2 "
+        "CPU cores (each fold trains both networks as the nightly does).",
+    )
+    evaluate.add_argument("--folds", type=int, default=3, help="K expanding folds (default 3)")
+    evaluate.add_argument(
+        "--block-sessions", type=int, help="sessions per scored block (default sessions // (K+1))"
+    )
+    evaluate.add_argument(
+        "--sessions", type=int, help="newest labelled sessions used (default QUANT_TRAIN_SESSIONS)"
+    )
+    evaluate.add_argument("--tickers", help="comma-separated subset (default QUANT_TICKERS)")
     status = sub.add_parser(
         "status",
         help="data freshness, backfill queue, champion and drift at a glance",
@@ -130,6 +150,8 @@ def _run(args: argparse.Namespace) -> int:
         return run_backfill(Settings(), args.list, args.limit)
     if args.command == "export-features":
         return run_export_features(Settings(), args)
+    if args.command == "evaluate":
+        return run_evaluate(Settings(), args)
     if args.command == "status":
         return run_status(Settings(), args.json)
     if args.command == "registry":
@@ -441,6 +463,29 @@ def run_export_features(settings: Settings, args: argparse.Namespace) -> int:
     )
     console.print(f"  data  {result.csv_path}")
     console.print(f"  spec  {result.spec_path}")
+    return 0
+
+
+def run_evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    """``quant evaluate``: one ``evaluate`` run; its table printed (``defs.evaluation``)."""
+    from rich.markdown import Markdown
+
+    from quant_assets.defs.evaluation import ASSET, evaluate_run_config
+    from quant_assets.feature_export import parse_tickers
+    from quant_assets.runner import run_evaluation
+
+    run_config = evaluate_run_config(
+        args.folds, args.block_sessions, args.sessions, parse_tickers(args.tickers)
+    )
+    result = run_evaluation(settings, run_config)
+    if not result.success:
+        for event in result.get_step_failure_events():
+            console.print(f"[red]evaluate:[/red] {escape(event.event_specific_data.error.message)}")
+        return 1
+    metadata = result.asset_materializations_for_node(ASSET)[0].metadata
+    console.print(Markdown(metadata["scores"].value))
+    console.print(f"MLflow: {escape(metadata['mlflow'].value)}")
+    console.print(f"Dagster run {result.run_id}; {metadata['seconds'].value:.0f} s")
     return 0
 
 

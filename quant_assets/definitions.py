@@ -19,6 +19,7 @@ from quant_assets.defs.deployment import (
     drift_rollback_sensor,
     rollback_job,
 )
+from quant_assets.defs.evaluation import evaluate_job, evaluation_assets
 from quant_assets.defs.features import daily_tables_job, features, labels
 from quant_assets.defs.ingestion import (
     after_close_backfill_schedule,
@@ -47,6 +48,7 @@ defs = dg.Definitions(
         champion_model,
         live_predictions,
         drift_report,
+        *evaluation_assets,
     ],
     asset_checks=[champion_file_valid],
     jobs=[
@@ -58,6 +60,7 @@ defs = dg.Definitions(
         live_monitoring_job,
         rollback_job,
         gap_backfill_job,
+        evaluate_job,
     ],
     schedules=[
         premarket_corporate_actions_schedule,

@@ -1,6 +1,6 @@
 """Run the project's Dagster jobs from ``quant`` commands, in this process, on the DAGSTER_HOME
 instance: a range of partitions as one run, a gap backfill partition by partition, the
-instance the live poller reports to."""
+instance the live poller reports to, the walk-forward evaluation."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import Engine
 
+from quant_assets.defs.evaluation import EVALUATE_JOB
 from quant_assets.defs.ingestion import GAP_IDS_TAG, ticker_done
 from quant_assets.defs.partitions import (
     day_ticker_key,
@@ -186,3 +187,16 @@ def backfill_now(
             return result.success
 
         return queue.backfill(engine, source, tickers, entries, run_partition, on_partition)
+
+
+def run_evaluation(settings: Settings, run_config: dict) -> dg.ExecuteInProcessResult:
+    """One ``evaluate`` run (walk-forward evaluation); a failed run is returned, not raised."""
+    from quant_assets.definitions import defs
+
+    ensure_dagster_home(settings)
+    with dg.DagsterInstance.get() as instance:
+        return defs.resolve_job_def(EVALUATE_JOB).execute_in_process(
+            run_config={**run_config, "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            instance=instance,
+            raise_on_error=False,
+        )

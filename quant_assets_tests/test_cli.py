@@ -1,5 +1,6 @@
-"""The ``quant`` command: its errors (one clear line and an exit code, never a traceback) and
-``quant import`` / ``quant import-actions`` as a user runs them on a folder of CSVs."""
+"""The ``quant`` command: its errors (one clear line and an exit code, never a traceback),
+``quant import`` / ``quant import-actions`` as a user runs them on a folder of CSVs, and
+``quant evaluate`` printing the walk-forward table."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from quant_assets.cli import main
+from quant_assets.cli import console, main
 from quant_assets.corporate_actions.ledger import read_corporate_actions
 from quant_assets.ingestion.sessions import ingest_sessions
 from quant_assets.market import calendar
@@ -22,7 +23,21 @@ from quant_assets.settings import Settings
 from quant_assets.storage.bars import read_bars
 from quant_assets.storage.database import get_engine
 from quant_assets.storage.ephemeral_postgres import free_port
+from quant_assets_tests.helpers import TICKERS, populate
 from quant_assets_tests.market.helpers import MESSY_DAYS, MESSY_TICKERS, messy_bars, write_bars
+
+# Tiny networks for the commands that train (QUANT_TRAIN_* settings).
+TINY_TRAINING = {
+    "window": 20,
+    "epochs": 1,
+    "lstm_units": 8,
+    "lstm_dense": 8,
+    "transformer_d_model": 8,
+    "transformer_heads": 2,
+    "transformer_ff": 16,
+    "transformer_blocks": 1,
+    "parity_windows": 32,
+}
 
 
 def test_an_unknown_source_is_one_line_listing_the_valid_ones(
@@ -193,3 +208,39 @@ def test_import_actions_refuses_bad_rows_with_their_reason_and_is_idempotent(
     pd.testing.assert_frame_equal(read_corporate_actions(engine), ledger)
     assert main(["import-actions", str(tmp_path / "missing.csv")]) == 1
     assert "missing.csv" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_quant_evaluate_prints_the_walk_forward_table(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path,
+    quant_env: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    for name, value in TINY_TRAINING.items():
+        monkeypatch.setenv(f"QUANT_TRAIN_{name.upper()}", str(value))
+    monkeypatch.setattr(console, "width", 200)  # the table's cells unwrapped
+    days = [str(d.date()) for d in calendar.sessions("2026-09-02", "2026-09-16")]
+    populate(get_engine(quant_env), TICKERS, ("2026-08-31", "2026-09-16"), days, days)
+
+    assert main(["evaluate", "--folds", "2", "--tickers", ",".join(TICKERS)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "mean ± sd" in line]
+    assert [row.split()[5] for row in rows] == ["lstm", "transformer", "logistic"]
+    assert "Traceback" not in out
+    client = MlflowClient(tracking_uri=quant_env.mlflow_tracking_uri)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("quant_assets").experiment_id],
+        "attributes.run_name = 'walk_forward'",
+    )
+    assert f"MLflow: run {run.info.run_id}" in out
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_latest_materialization_event(dg.AssetKey("walk_forward")) is not None
+
+    assert main(["evaluate", "--folds", "9"]) == 1  # 11 sessions cannot make 9 folds
+    out = capsys.readouterr().out
+    assert "too few for 9 folds" in out and "Traceback" not in out

@@ -47,6 +47,14 @@ DRIFT_REPORT = dg.AssetKey("drift_report")
 CHAMPION = dg.AssetKey("champion_model")
 
 
+def backtest_spec(label_spec: LabelSpec | None, threshold: float, cost_bps: float) -> BacktestSpec:
+    """A backtest policy: τ, the labels' horizon and barriers, the grid with ``cost_bps`` in it."""
+    costs = tuple(sorted({*DEFAULT_COSTS_BPS, float(cost_bps)}))
+    return BacktestSpec.from_label_spec(
+        label_spec or LabelSpec(), threshold, costs_bps=costs, default_cost_bps=cost_bps
+    )
+
+
 class _ChampionConfigBase(dg.Config):
     archs: list[str] = Field(default_factory=lambda: list(ARCHS))
     dataset_path: str = Field(
@@ -64,13 +72,7 @@ class _ChampionConfigBase(dg.Config):
 
     def backtest_spec(self, label_spec: LabelSpec | None) -> BacktestSpec:
         """The holdout backtest's policy: τ, the labels' horizon and barriers, the costs."""
-        costs = tuple(sorted({*DEFAULT_COSTS_BPS, float(self.cost_bps)}))
-        return BacktestSpec.from_label_spec(
-            label_spec or LabelSpec(),
-            self.signal_threshold,
-            costs_bps=costs,
-            default_cost_bps=self.cost_bps,
-        )
+        return backtest_spec(label_spec, self.signal_threshold, self.cost_bps)
 
     def rule(self) -> DecisionRule:
         """The DecisionRule these settings describe."""

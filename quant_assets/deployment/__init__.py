@@ -8,6 +8,8 @@
 * ``decision``      — metrics, the paired block bootstrap and the promotion rule (pure numpy).
 * ``scoring``       — score model bundles (their TFLite files) on one validation set.
 * ``validate_model``— the whole nightly gate (the plan's ``validate_model.py``).
+* ``walk_forward``  — retrain on expanding folds, score each on the block after it.
+* ``walk_forward_report`` — its table, plot, files and MLflow metric names.
 * ``registry_cli``  — ``quant registry …``.
 
 Importing this package imports neither MLflow nor TensorFlow.

@@ -3,6 +3,7 @@
 Modules
     ``backtest``  the cost-aware backtest: next-open entries, triple-barrier exits, costs per
                   side at a grid, per-ticker and equal-weight portfolio metrics, daily P&L
+    ``sharpe``    the probabilistic Sharpe ratio of a return series
 
 No Dagster, database or TensorFlow import anywhere in this package.
 """

@@ -6,7 +6,9 @@
   weights, holdout (``build_dataset`` → ``TrainingDataset``).
 * ``architectures``: the LSTM and the Transformer encoder (Keras 3).
 * ``calibration``: temperature scaling, log-loss and expected calibration error (numpy).
-* ``training``: ``train_model``, metrics, figures, ``train_and_bundle`` (the whole per-model job).
+* ``training``: ``train_model``, metrics, figures, ``train_and_calibrate``, ``train_and_bundle``
+  (the whole per-model job).
+* ``folds``: the walk-forward folds (expanding split plans, each scored on the block after it).
 * ``export``: Keras → TFLite and the parity measurement.
 * ``bundle``: the versioned model bundle (``write_bundle``, ``load_bundle``, ``next_version``).
 * ``inference``: ``Predictor`` (LiteRT only; no TensorFlow import).

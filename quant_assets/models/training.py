@@ -6,10 +6,11 @@ fits on the train windows with the validation windows for ``EarlyStopping(val_lo
 restore_best_weights=True)``, and returns the model with its per-epoch history. Callers add
 their own callbacks (the Dagster asset logs each epoch to MLflow through one).
 
-``train_and_bundle`` then calibrates: the class weights skew the probabilities, so their
+``train_and_calibrate`` then calibrates: the class weights skew the probabilities, so their
 log-prior shift ``ln w`` is taken out of the logits and a temperature T is fitted on the
 validation predictions (never on test or holdout; ``models.calibration``); both are built into
-the output layer (``architectures.with_temperature``).
+the output layer (``architectures.with_temperature``). ``train_and_bundle`` adds the TFLite
+export, the parity check and the bundle (the walk-forward evaluation needs none of them).
 The bundle's .keras and .tflite, its metrics, its concept-drift baseline and the parity check
 all see the calibrated probabilities; ``calibration`` reports log-loss and ECE before and after.
 """
@@ -309,24 +310,27 @@ class ModelReport:
     seconds: dict[str, float] | None = None
 
 
-def train_and_bundle(
+@dataclass
+class CalibratedModel:
+    """A trained model with its calibration built in, and what it scores on val and test."""
+
+    result: TrainResult  # result.model: as trained, before calibration
+    model: Any  # keras.Model: calibrated
+    metrics: dict[str, Any]  # {"test": …, "validation": …}, calibrated
+    calibration: dict[str, Any]  # models.calibration.calibration_report
+    validation_baseline: dict[str, Any]
+    seconds: dict[str, float]
+
+
+def train_and_calibrate(
     arch: str,
     dataset: TrainingDataset,
     config: TrainingConfig,
-    models_dir: str | Path | None,
     *,
-    mlflow_run_id: str | None = None,
     callbacks: Sequence[Any] = (),
-    figures_dir: str | Path | None = None,
     verbose: int = 0,
-) -> ModelReport:
-    """Train ``arch``, calibrate it on validation, evaluate on validation and test, export
-    TFLite, measure parity, and (when ``models_dir`` is given) write the next bundle version.
-
-    Parity is measured on the first ``config.parity_windows`` validation windows, the
-    calibrated Keras model vs the TFLite bytes exported from it, and recorded in
-    ``metrics["parity"]`` (with ``passed``).
-    """
+) -> CalibratedModel:
+    """Train ``arch``, calibrate it on validation and evaluate it on validation and test."""
     seconds: dict[str, float] = {}
     result = train_model(arch, dataset, config, callbacks=callbacks, verbose=verbose)
     seconds["fit"] = result.seconds
@@ -362,6 +366,30 @@ def train_and_bundle(
         fitted["ece_before"],
         fitted["ece_after"],
     )
+    return CalibratedModel(result, model, metrics, calibration, baseline, seconds)
+
+
+def train_and_bundle(
+    arch: str,
+    dataset: TrainingDataset,
+    config: TrainingConfig,
+    models_dir: str | Path | None,
+    *,
+    mlflow_run_id: str | None = None,
+    callbacks: Sequence[Any] = (),
+    figures_dir: str | Path | None = None,
+    verbose: int = 0,
+) -> ModelReport:
+    """``train_and_calibrate``, then export TFLite, measure parity, and (when ``models_dir`` is
+    given) write the next bundle version.
+
+    Parity is measured on the first ``config.parity_windows`` validation windows, the
+    calibrated Keras model vs the TFLite bytes exported from it, and recorded in
+    ``metrics["parity"]`` (with ``passed``).
+    """
+    fitted = train_and_calibrate(arch, dataset, config, callbacks=callbacks, verbose=verbose)
+    result, model, metrics, seconds = fitted.result, fitted.model, fitted.metrics, fitted.seconds
+    calibration, baseline = fitted.calibration, fitted.validation_baseline
 
     began = time.perf_counter()
     tflite = export_tflite(model, arch, config)

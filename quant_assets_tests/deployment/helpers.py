@@ -1,14 +1,21 @@
-"""Shared builders for the deployment tests: constructed predictions and fake bundles."""
+"""Shared builders for the deployment tests: constructed predictions, fake bundles and
+walk-forward results with given figures."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from quant_assets.deployment.model_config import ModelRef
+from quant_assets.deployment.walk_forward import FoldOutcome, FoldScore, WalkForward
+from quant_assets.evaluation.backtest import BacktestSpec
 from quant_assets.labels import CLASS_ORDER
+from quant_assets.market import calendar
+from quant_assets.models.folds import expanding_folds
 
 
 def probs_from_classes(pred_idx: np.ndarray, confidence: float = 0.6) -> np.ndarray:
@@ -42,3 +49,31 @@ def make_model_file(home: Path, arch: str, version: int, payload: bytes | None =
     (d / f"{arch}_v{version}.tflite").write_bytes(payload or f"{arch}{version}".encode())
     (d / "bundle.json").write_text(json.dumps({"arch": arch, "version": version}))
     return ModelRef.for_bundle(home, d)
+
+
+def walk_forward_of(
+    figures: Mapping[str, Sequence[tuple[float, float, float]]], seed: int = 0
+) -> WalkForward:
+    """A walk-forward result with the given (macro-F1, net Sharpe, PSR) per model and fold, over
+    folds of 4 sessions after 4 (the daily P&L is seeded noise: only the plot draws it)."""
+    n_folds = len(next(iter(figures.values())))
+    days = calendar.sessions("2026-03-02", "2026-12-31")[: 4 * (n_folds + 1)]
+    rng = np.random.default_rng(seed)
+    outcomes = []
+    for k, fold in enumerate(expanding_folds(days, n_folds)):
+        scored = days[(days >= fold.scored[0]) & (days <= fold.scored[1])]
+        scores = {
+            model: FoldScore(
+                fold=fold.number,
+                model=model,
+                macro_f1=values[k][0],
+                net_sharpe=values[k][1],
+                psr=values[k][2],
+                trades=10 * (k + 1),
+                net_return=0.001 * (k + 1),
+                daily_net=pd.Series(rng.normal(0, 1e-3, len(scored)), index=scored),
+            )
+            for model, values in figures.items()
+        }
+        outcomes.append(FoldOutcome(fold, samples=100, scores=scores, seconds=1.0))
+    return WalkForward(tuple(outcomes), BacktestSpec(threshold=0.1))
