@@ -10,7 +10,8 @@ export DAGSTER_HOME ?= $(QUANT_HOME)/dagster
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: help demo test browser lint dagster-dev mlflow-ui bench clean
+.PHONY: help demo test browser lint dagster-dev mlflow-ui bench clean \
+	production-start production-stop production-status
 
 help:
 	@echo "make demo         set up .venv (Python 3.12) and run the main job on the embedded defaults"
@@ -18,6 +19,7 @@ help:
 	@echo "make dagster-dev  open the Dagster UI on the demo's instance (http://127.0.0.1:3000)"
 	@echo "make mlflow-ui    open the MLflow UI on the demo's tracking store (http://127.0.0.1:5000)"
 	@echo "make bench        run every script in benchmarks/"
+	@echo "make production-start|stop|status  the production profile (scripts/production)"
 	@echo "make browser      install Debian's Chromium for the browser test (as root; make test does it)"
 
 $(STAMP): pyproject.toml
@@ -67,6 +69,15 @@ dagster-dev: $(STAMP)
 
 mlflow-ui: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(QUANT_HOME)/mlflow.db -h 127.0.0.1 -p 5000
+
+# The production profile: PostgreSQL (QUANT_PRODUCTION_PG_URL's server, or a throw-away one),
+# the code server, dagster-webserver, dagster-daemon, the poller and MLflow on 127.0.0.1.
+production-start: $(STAMP)
+	PYTHON=$(PY) scripts/production start
+production-stop:
+	PYTHON=$(PY) scripts/production stop
+production-status:
+	PYTHON=$(PY) scripts/production status
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -41,6 +41,7 @@ from quant_assets.corporate_actions.ledger import (
     read_corporate_actions,
 )
 from quant_assets.defs.partitions import (
+    BIG_TABLES_POOL,
     day_ticker_key,
     day_ticker_partitions,
     session_partitions,
@@ -100,6 +101,7 @@ def corporate_actions(
 @dg.asset(
     partitions_def=day_ticker_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=BIG_TABLES_POOL,
     group_name=GROUP,
     kinds={"sql", "pandas"},
     deps=["raw_bars", corporate_actions],

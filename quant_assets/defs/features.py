@@ -13,7 +13,7 @@ from quant_assets.daily_tables import (
     write_labels,
 )
 from quant_assets.defs.configs import config_class, dataclass_values
-from quant_assets.defs.partitions import day_ticker_partitions, split_keys
+from quant_assets.defs.partitions import BIG_TABLES_POOL, day_ticker_partitions, split_keys
 from quant_assets.defs.resources import DatabaseResource
 from quant_assets.features.spec import FEATURE_SPEC
 from quant_assets.labels import LabelSpec
@@ -26,6 +26,7 @@ CHECK_LABELS = "labels_consistent"
 @dg.asset(
     partitions_def=day_ticker_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=BIG_TABLES_POOL,
     deps=[dg.AssetKey("adjusted_bars")],
     group_name="features",
     kinds={"sql", "pandas"},
@@ -83,6 +84,7 @@ LabelsConfig = config_class("LabelsConfig", LabelSpec)
 @dg.asset(
     partitions_def=day_ticker_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=BIG_TABLES_POOL,
     deps=[dg.AssetKey("adjusted_bars")],
     group_name="features",
     kinds={"sql", "numba"},

@@ -42,7 +42,12 @@ import pandas as pd
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from quant_assets.defs.partitions import day_ticker_key, day_ticker_partitions, split_keys
+from quant_assets.defs.partitions import (
+    BIG_TABLES_POOL,
+    day_ticker_key,
+    day_ticker_partitions,
+    split_keys,
+)
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.ingestion import backfill_queue as queue
 from quant_assets.ingestion.backfill_queue import GapEntry
@@ -76,6 +81,7 @@ _PROGRESS = re.compile(r"\[\d+/\d+\] (\S+): ")  # progress_line's start
 @dg.asset(
     partitions_def=day_ticker_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=BIG_TABLES_POOL,
     group_name="ingestion",
     kinds={"sql", "pandas"},
     description=(

@@ -57,3 +57,9 @@ def range_tags(
         PARTITION_RANGE_START_TAG: day_ticker_key(first, tickers[0]),
         PARTITION_RANGE_END_TAG: day_ticker_key(last, tickers[-1]),
     }
+
+
+# The Dagster pool of the assets that write the big per-minute tables (raw_bars, adjusted_bars,
+# features, labels): the production instance (dagster.production.yaml) gives it one slot, so
+# one run at a time writes them; instances without pool limits ignore it.
+BIG_TABLES_POOL = "big_tables"

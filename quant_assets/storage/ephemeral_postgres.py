@@ -45,19 +45,56 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def create_databases(server: URL, names: list[str]) -> None:
+    """Create each database of ``names`` that the server (a URL with rights to) lacks."""
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host=server.host,
+        port=server.port,
+        user=server.username,
+        password=server.password,
+        dbname="postgres",
+    )
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for name in names:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
+
+
 class EphemeralPostgres:
     """Start with ``start()`` (or ``with``); ``url`` names the database; ``stop()`` removes all."""
 
-    def __init__(self, database: str = "quant_test", port: int | None = None) -> None:
+    def __init__(
+        self,
+        database: str = "quant_test",
+        port: int | None = None,
+        *,
+        root: Path | None = None,
+        password: str | None = None,
+    ) -> None:
         self.database = database
         self.port = port or free_port()
-        self.password = secrets.token_urlsafe(12)
+        self.password = password or secrets.token_urlsafe(12)
         self.bin_dir = _bin_dir()
-        self.root = Path(tempfile.mkdtemp(prefix="quant-pg-"))
+        # Under the system's temp dir by default: the server user must be able to reach it.
+        self.root = root or Path(tempfile.mkdtemp(prefix="quant-pg-"))
         self.data_dir = self.root / "data"
         self._as_root = os.geteuid() == 0
         self._started = False
         self._initialized = False
+
+    @classmethod
+    def attach(cls, root: Path, port: int, password: str, database: str) -> EphemeralPostgres:
+        """The running server another process started (its root, port, password): to stop it."""
+        server = cls(database, port, root=root, password=password)
+        server._initialized = server._started = True
+        return server
 
     @property
     def url(self) -> URL:
@@ -122,27 +159,8 @@ class EphemeralPostgres:
             "start",
         )
         self._started = True
-        self._create_database()
+        create_databases(self.url, [self.database])
         return self
-
-    def _create_database(self) -> None:
-        import psycopg2
-
-        conn = psycopg2.connect(
-            host="127.0.0.1",
-            port=self.port,
-            user=SERVER_USER,
-            password=self.password,
-            dbname="postgres",
-        )
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
-                if cur.fetchone() is None:
-                    cur.execute(f'CREATE DATABASE "{self.database}"')
-        finally:
-            conn.close()
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its files."""
