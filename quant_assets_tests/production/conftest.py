@@ -7,6 +7,7 @@ must leave no process and no PostgreSQL cluster behind and no log may hold the p
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionStack]
     state_dir = tmp_path_factory.mktemp("production")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("QUANT_TICKERS", ",".join(TICKERS))
+        if sys.pycache_prefix:  # the services' bytecode goes where the suite's does
+            env.setenv("PYTHONPYCACHEPREFIX", sys.pycache_prefix)
         env.delenv("QUANT_PRODUCTION_PG_URL", raising=False)
         for name in ("QUANT_DATABASE_URL", "MLFLOW_TRACKING_URI", "QUANT_SOURCE"):
             env.delenv(name, raising=False)
