@@ -4,26 +4,30 @@ A scoring needs each ticker's last ``history_bars`` adjusted bars before the cur
 (history counted in the ticker's bars, so a thin ticker reaches further back) and the raw bars
 of the session so far (``drift_monitor`` says why). Reading that per ticker, through
 SQLAlchemy rows into a DataFrame, took ~165 ms for 20 tickers: 2 queries per ticker and pandas
-probing every Row. Here it is one ``UNION ALL`` whose history half keeps each ticker's newest
-bars with ``row_number() OVER (PARTITION BY ticker ORDER BY ts DESC)`` (PostgreSQL 15 stops
-each partition's scan at the limit), fetched without per-row Python on PostgreSQL
-(``COPY (…) TO STDOUT`` as CSV, parsed by pandas' C reader) and from the raw DBAPI cursor into
-columns elsewhere (SQLite: no SQLAlchemy row processing).
+probing every Row. Here it is one ``UNION ALL`` (its SQL text built once per ticker count) of
+one ``ORDER BY ts DESC LIMIT n`` per ticker (a backward range scan of the (ticker, ts) key that
+reads exactly n rows however long the history is; a ``row_number()`` window would read every
+ticker's whole history) and the session's raw bars. PostgreSQL sends it with ``COPY (…) TO
+STDOUT`` as CSV, parsed by pandas' C reader; other backends (SQLite) fill columns from the raw
+DBAPI cursor's tuples, without SQLAlchemy's row processing. Timestamps come back as ISO text
+without an offset, which numpy parses.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Float, Select, cast, func, select, union_all
+from sqlalchemy import Engine
 
 from quant_assets.market import calendar
 from quant_assets.market.frames import BAR_COLUMNS, PRICE_COLUMNS, empty_bars
-from quant_assets.storage.database import to_db_timestamp, to_utc
 from quant_assets.storage.schema import adjusted_bars, price_data
+
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores a DateTime in SQLite (sorts as text)
 
 
 def read_live_bars(
@@ -38,83 +42,90 @@ def read_live_bars(
     ticker and ts, volume float64 (adjusted volumes are fractional after a split)."""
     if history_bars < 1:
         raise ValueError(f"history_bars must be >= 1, got {history_bars}")
-    if not tickers:
-        return _as_live_dtypes(empty_bars())
+    names = tuple(dict.fromkeys(tickers))
+    if not names:
+        return empty_bars().astype({"volume": "float64"})
     day = calendar.session_of(start)
     day_start, _ = calendar.span_of_days(day, day)
-    query = live_bars_query(engine, tickers, day_start, end, history_bars)
-    if engine.dialect.name == "postgresql":
-        frame = _copy_frame(engine, query)
-    else:
-        frame = _cursor_frame(engine, query)
-    return _as_live_dtypes(frame).sort_values(["ticker", "ts"], ignore_index=True)
-
-
-def live_bars_query(
-    engine: Engine,
-    tickers: Sequence[str],
-    day_start: pd.Timestamp,
-    end: pd.Timestamp,
-    history_bars: int,
-) -> Select:
-    """The one statement: newest adjusted history per ticker ∪ the session's raw bars."""
-    a, p = adjusted_bars, price_data
-    names = list(tickers)
-    first = to_db_timestamp(day_start, engine)
-    newest = func.row_number().over(partition_by=a.c.ticker, order_by=a.c.ts.desc())
-    ranked = (
-        select(*(a.c[c] for c in BAR_COLUMNS), newest.label("newest"))
-        .where(a.c.ticker.in_(names), a.c.ts < first)
-        .subquery("ranked")
+    postgres = engine.dialect.name == "postgresql"
+    sql = live_bars_sql(len(names), postgres)
+    first, last = (pd.Timestamp(t).tz_convert("UTC") for t in (day_start, end))
+    if not postgres:
+        first, last = first.strftime(_SQLITE_TS), last.strftime(_SQLITE_TS)
+    params = {"first": first, "end": last, "n": int(history_bars)}
+    params.update({f"t{k}": name for k, name in enumerate(names)})
+    columns = (
+        _copy_columns(engine, sql, params) if postgres else _cursor_columns(engine, sql, params)
     )
-    history = select(*(ranked.c[c] for c in BAR_COLUMNS)).where(ranked.c.newest <= history_bars)
-    today = select(
-        *(p.c[c] for c in BAR_COLUMNS[:-1]), cast(p.c.volume, Float).label("volume")
-    ).where(p.c.ticker.in_(names), p.c.ts >= first, p.c.ts < to_db_timestamp(end, engine))
-    return union_all(history, today)
+    return _frame(columns).sort_values(["ticker", "ts"], ignore_index=True)
 
 
-def _copy_frame(engine: Engine, query: Select) -> pd.DataFrame:
-    """PostgreSQL: ``COPY (query) TO STDOUT`` as CSV into pandas' C parser."""
-    compiled = query.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+@lru_cache(maxsize=64)
+def live_bars_sql(n_tickers: int, postgres: bool) -> str:
+    """The one statement for ``n_tickers`` tickers (bound :t0…, :first, :end, :n): per ticker
+    its newest adjusted bars (``ORDER BY ts DESC LIMIT n`` inside, so the key's backward scan
+    stops after n rows), then the session's raw bars; ts as ISO text without an offset."""
+
+    def ph(name: str) -> str:
+        return f"%({name})s" if postgres else f":{name}"
+
+    ts = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')" if postgres else "ts"
+    cols = f"ticker, {ts}, open, high, low, close, CAST(volume AS DOUBLE PRECISION)"
+    raw = ", ".join(BAR_COLUMNS)
+    parts = [
+        f"SELECT {cols} FROM (SELECT {raw} FROM {adjusted_bars.name} "
+        f"WHERE ticker = {ph(f't{k}')} AND ts < {ph('first')} "
+        f"ORDER BY ts DESC LIMIT {ph('n')}) AS history_{k}"
+        for k in range(n_tickers)
+    ]
+    names = ", ".join(ph(f"t{k}") for k in range(n_tickers))
+    parts.append(
+        f"SELECT {cols} FROM {price_data.name} WHERE ticker IN ({names}) "
+        f"AND ts >= {ph('first')} AND ts < {ph('end')}"
+    )
+    return " UNION ALL ".join(parts)
+
+
+def _copy_columns(engine: Engine, sql: str, params: dict) -> dict[str, np.ndarray]:
+    """PostgreSQL: ``COPY (statement) TO STDOUT`` as CSV into pandas' C parser."""
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:
-            sql = cur.mogrify(str(compiled), compiled.params).decode()
+            statement = cur.mogrify(sql, params).decode()
             buf = io.StringIO()
-            cur.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", buf)
+            cur.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT csv)", buf)
         raw.commit()
     finally:
         raw.close()
     buf.seek(0)
-    dtypes = {"ticker": "string", **dict.fromkeys((*PRICE_COLUMNS, "volume"), "float64")}
-    return pd.read_csv(buf, names=list(BAR_COLUMNS), dtype=dtypes, engine="c")
+    dtypes = {"ticker": "string", "ts": str, **dict.fromkeys((*PRICE_COLUMNS, "volume"), "f8")}
+    frame = pd.read_csv(buf, names=list(BAR_COLUMNS), dtype=dtypes, engine="c")
+    return {c: frame[c].to_numpy() for c in BAR_COLUMNS}
 
 
-def _cursor_frame(engine: Engine, query: Select) -> pd.DataFrame:
+def _cursor_columns(engine: Engine, sql: str, params: dict) -> dict[str, np.ndarray]:
     """Other backends: the DBAPI cursor's tuples turned into columns, no Row objects."""
     with engine.connect() as conn:
-        rows = conn.execute(query).cursor.fetchall()
+        rows = conn.exec_driver_sql(sql, params).cursor.fetchall()
     if not rows:
-        return empty_bars()
-    columns = list(zip(*rows, strict=True))
+        return {
+            c: np.zeros(0, dtype=object if c in ("ticker", "ts") else "f8") for c in BAR_COLUMNS
+        }
+    values = list(zip(*rows, strict=True))
+    return {
+        c: np.asarray(v, dtype=object if k < 2 else "f8")
+        for k, (c, v) in enumerate(zip(BAR_COLUMNS, values, strict=True))
+    }
+
+
+def _frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The bar layout: ticker string, ts datetime64[ns, UTC] (parsed by numpy: ISO text
+    without an offset), prices and volume float64."""
+    ts = np.asarray(columns["ts"], dtype=str).astype("datetime64[ns]")
     return pd.DataFrame(
         {
-            "ticker": pd.array(columns[0], dtype="string"),
-            "ts": np.asarray(columns[1], dtype=object),
-            **{
-                c: np.asarray(columns[k + 2], dtype="float64")
-                for k, c in enumerate(BAR_COLUMNS[2:])
-            },
+            "ticker": pd.array(columns["ticker"], dtype="string"),
+            "ts": pd.DatetimeIndex(ts).tz_localize("UTC"),
+            **{c: np.asarray(columns[c], dtype="f8") for c in (*PRICE_COLUMNS, "volume")},
         }
     )
-
-
-def _as_live_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
-    """ticker string, ts datetime64[ns, UTC], prices and volume float64."""
-    out = frame.loc[:, list(BAR_COLUMNS)]
-    out["ticker"] = out["ticker"].astype("string")
-    out["ts"] = to_utc(out["ts"]) if len(out) else out["ts"].astype("datetime64[ns, UTC]")
-    for col in (*PRICE_COLUMNS, "volume"):
-        out[col] = out[col].astype("float64")
-    return out
