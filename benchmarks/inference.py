@@ -138,6 +138,18 @@ def per_ticker_bars(engine: Engine, tickers: list[str], start, end, history: int
     return pd.concat(frames, ignore_index=True).sort_values(["ticker", "ts"], ignore_index=True)
 
 
+def per_ticker_latest_windows(features: pd.DataFrame, columns, window: int) -> np.ndarray:
+    """The newest window per ticker as ``latest_windows`` built it before: a groupby loop."""
+    frame = features.sort_values(["ticker", "ts"], kind="stable")
+    out = []
+    for _, group in frame.groupby("ticker", sort=True, observed=True):
+        tail = group.iloc[-window:]
+        values = tail[list(columns)].to_numpy(dtype=np.float64)
+        if len(tail) == window and tail["warm"].all() and np.isfinite(values).all():
+            out.append(values.astype(np.float32))
+    return np.stack(out)
+
+
 def fixed_batch_runner(model, arch: str):
     """The LSTM's former export (batch 1, looped) of the same weights; None for others."""
     from quant_assets.models.config import TrainingConfig
@@ -176,6 +188,9 @@ def bench_live(predictor, before_runner, engine: Engine, backend: str) -> bool:
     feats_new = create_features(bars, spec, indicators="numba")
     feats_old = create_features(bars, spec)
     _, win = latest_windows(feats_new, columns, window)
+    np.testing.assert_allclose(
+        win, per_ticker_latest_windows(feats_old, columns, window), atol=1e-5
+    )
     scaled = bundle.scaler.transform(win)
     runner_old = before_runner or predictor.runner
 
@@ -184,7 +199,7 @@ def bench_live(predictor, before_runner, engine: Engine, backend: str) -> bool:
 
     def score_old() -> object:
         feats = create_features(read_old(), spec)
-        _, windows = latest_windows(feats, columns, window)
+        windows = per_ticker_latest_windows(feats, columns, window)
         return runner_old.predict(bundle.scaler.transform(windows))
 
     stages = {
@@ -195,7 +210,7 @@ def bench_live(predictor, before_runner, engine: Engine, backend: str) -> bool:
         ),
         "windows": (
             lambda: latest_windows(feats_new, columns, window),
-            lambda: latest_windows(feats_old, columns, window),
+            lambda: per_ticker_latest_windows(feats_old, columns, window),
         ),
         "invoke (20 windows)": (
             lambda: predictor.runner.predict(scaled),

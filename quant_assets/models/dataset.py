@@ -603,7 +603,9 @@ def latest_windows(
     last = np.flatnonzero(np.r_[by_ticker[1:] != by_ticker[:-1], True])
     first = np.r_[0, last[:-1] + 1]
     rows = order[np.maximum(last[:, None] + np.arange(1 - window, 1), first[:, None])]
-    values = features[list(columns)].to_numpy(dtype=np.float64)[rows]
+    flat = rows.ravel()  # only the rows of the windows, column by column (no frame take)
+    values = np.stack([features[c].to_numpy(dtype=np.float64)[flat] for c in columns], axis=-1)
+    values = values.reshape(*rows.shape, len(columns))
     warm = (
         features["warm"].to_numpy(dtype=bool) if "warm" in features else np.ones(len(order), bool)
     )
@@ -619,4 +621,4 @@ def latest_windows(
         )
     newest = features["ts"].iloc[order[last]]
     index = pd.DataFrame(list(zip(tickers, newest, strict=True)), columns=["ticker", "ts"])
-    return index, values.astype(np.float32).reshape(len(last), window, len(columns))
+    return index, values.astype(np.float32)
