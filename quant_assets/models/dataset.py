@@ -598,7 +598,7 @@ def latest_windows(
         )
     # One gather for all tickers (live scoring calls this every minute: no per-ticker pandas).
     codes, names = pd.factorize(features["ticker"].astype("string"), sort=True)
-    order = np.lexsort((features["ts"].to_numpy(dtype="datetime64[ns]").view(np.int64), codes))
+    order = np.lexsort((pd.DatetimeIndex(features["ts"]).asi8, codes))
     by_ticker = codes[order]
     last = np.flatnonzero(np.r_[by_ticker[1:] != by_ticker[:-1], True])
     first = np.r_[0, last[:-1] + 1]
