@@ -56,6 +56,7 @@ import pandas as pd
 import pandas_ta as ta
 from numba import njit
 
+from quant_assets.features.kernels import INDICATOR_ROWS, indicator_block
 from quant_assets.features.spec import (
     BB_LENGTH,
     BB_STD,
@@ -97,6 +98,7 @@ _INDICATOR_COLUMNS = {
     "bbands": ("bb_lower", "bb_middle", "bb_upper", "bb_bandwidth", "bb_percent"),
 }
 
+INDICATOR_ENGINES: tuple[str, ...] = ("pandas_ta", "numba")
 _REQUIRED = ("ticker", "ts", "close", "volume")
 _NS_PER_MINUTE = 60_000_000_000
 # Float columns live in one (columns x rows) block, written in place and handed to pandas
@@ -107,7 +109,9 @@ _FLOAT_COLUMNS: tuple[str, ...] = tuple(
 _ROW = {c: k for k, c in enumerate(_FLOAT_COLUMNS)}
 
 
-def create_features(bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC) -> pd.DataFrame:
+def create_features(
+    bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC, indicators: str = "pandas_ta"
+) -> pd.DataFrame:
     """Features of every bar; one output row per input row, same order and index.
 
     Columns: ``FEATURE_TABLE_COLUMNS`` (ticker, ts, the raw indicators, the New York time
@@ -115,7 +119,12 @@ def create_features(bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC) -> pd.
     in any order and mix tickers; (ticker, ts) must be unique and close finite and positive.
     ``spec`` gives the warm-up and the hole rule (training and live scoring pass the same one:
     the bundle's). See the module docstring for warm-up, holes, missing minutes and lookahead.
+    ``indicators``: "pandas_ta" (one pandas-ta call per indicator and series: the training
+    path) or "numba" (``features.kernels``: every series in one compiled pass, the same numbers
+    to float precision; the live path, where pandas-ta's fixed cost per ticker dominates).
     """
+    if indicators not in INDICATOR_ENGINES:
+        raise ValueError(f"indicators must be one of {INDICATOR_ENGINES}, got {indicators!r}")
     missing = [c for c in _REQUIRED if c not in bars.columns]
     if missing:
         raise ValueError(f"bars lack columns {missing}")
@@ -149,9 +158,13 @@ def create_features(bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC) -> pd.
     # Every row of every column is written below (NaN where undefined): no need to pre-fill.
     block = np.empty((len(_FLOAT_COLUMNS), n))
     warm = np.zeros(n, dtype=bool)
+    if indicators == "numba":
+        _kernel_indicators(block, order if not in_order else slice(None), close, starts, ends)
     for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
         rows: slice | np.ndarray = slice(lo, hi) if in_order else order[lo:hi]
-        _ticker_features(block, rows, s_ts[lo:hi], close[rows], volume[rows])
+        if indicators == "pandas_ta":
+            _ticker_features(block, rows, close[rows])
+        _window_features(block, rows, s_ts[lo:hi], close[rows], volume[rows])
         warm[rows] = np.arange(hi - lo) >= spec.warmup_bars
 
     # Scale-free forms for the models (raw price levels stay in the table only).
@@ -182,14 +195,35 @@ def _after_hole(ts_ns: np.ndarray, max_gap_sessions: int | None) -> np.ndarray:
     return skipped > max_gap_sessions
 
 
-def _ticker_features(
+def _kernel_indicators(
     block: np.ndarray,
-    rows: slice | np.ndarray,
-    ts_ns: np.ndarray,
+    order: slice | np.ndarray,
     close: np.ndarray,
-    volume: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
 ) -> None:
-    """Write one ticker's time-ordered indicators into ``block[:, rows]``."""
+    """Write every series' pandas-ta indicators into ``block`` with one ``kernels`` pass."""
+    values = indicator_block(close[order], starts, ends)
+    for k, name in enumerate(INDICATOR_ROWS):
+        block[_ROW[name], order] = values[k]
+    lower, mid, upper = (block[_ROW[name]] for name in ("bb_lower", "bb_middle", "bb_upper"))
+    bandwidth, percent = _bollinger_derived(lower, mid, upper, close)
+    block[_ROW["bb_bandwidth"]] = bandwidth
+    block[_ROW["bb_percent"]] = percent
+
+
+def _bollinger_derived(
+    lower: np.ndarray, mid: np.ndarray, upper: np.ndarray, close: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(bandwidth, %b); zero-width bands give 0 and 0.5 (pandas-ta's own add an epsilon)."""
+    width = upper - lower
+    flat = width == 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(flat, 0.0, width / mid), np.where(flat, 0.5, (close - lower) / width)
+
+
+def _ticker_features(block: np.ndarray, rows: slice | np.ndarray, close: np.ndarray) -> None:
+    """Write one ticker's time-ordered pandas-ta indicators into ``block[:, rows]``."""
     m = close.size
     c = pd.Series(close)
     for kind, names in _INDICATOR_COLUMNS.items():
@@ -224,22 +258,28 @@ def _ticker_features(
         put("bb_lower", lower, "bbands")
         put("bb_middle", mid, "bbands")
         put("bb_upper", upper, "bbands")
-        width = upper - lower
-        flat = width == 0.0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            # pandas-ta's own %b/bandwidth add an epsilon to zero widths; define them here.
-            put("bb_bandwidth", np.where(flat, 0.0, width / mid), "bbands")
-            put("bb_percent", np.where(flat, 0.5, (close - lower) / width), "bbands")
+        bandwidth, percent = _bollinger_derived(lower, mid, upper, close)
+        put("bb_bandwidth", bandwidth, "bbands")
+        put("bb_percent", percent, "bbands")
 
+
+def _window_features(
+    block: np.ndarray,
+    rows: slice | np.ndarray,
+    ts_ns: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+) -> None:
+    """Write one ticker's bar-window features and as-of lag returns into ``block[:, rows]``."""
     lags_ns = np.array(LAG_MINUTES, dtype=np.int64) * _NS_PER_MINUTE
     rv, vmean, vrel, lags = _bar_window_features(
         ts_ns, np.log(close), volume, REALIZED_VOL_BARS, VOLUME_MEAN_BARS, lags_ns
     )
-    put("realized_vol_30", rv)
-    put("volume_mean_30", vmean)
-    put("volume_rel_30", vrel)
+    block[_ROW["realized_vol_30"], rows] = rv
+    block[_ROW["volume_mean_30"], rows] = vmean
+    block[_ROW["volume_rel_30"], rows] = vrel
     for k, minutes in enumerate(LAG_MINUTES):
-        put(f"log_ret_{minutes}", lags[k])
+        block[_ROW[f"log_ret_{minutes}"], rows] = lags[k]
 
 
 @njit(cache=True)

@@ -52,7 +52,8 @@ class TrainingConfig:
     lstm_units: int = 32
     lstm_dense: int = 16
     lstm_dropout: float = 0.2
-    lstm_export: LstmExport = "fixed_batch"
+    # unrolled: a dynamic batch, so live scoring invokes once for all tickers (tflite_export)
+    lstm_export: LstmExport = "unrolled"
 
     # --- Transformer encoder -----------------------------------------------------------------
     transformer_d_model: int = 32

@@ -592,23 +592,33 @@ def latest_windows(
     Returns (ticker, ts of the newest bar) per ticker and the (n_tickers, window, F) array.
     Raises ValueError naming the tickers with fewer than ``window`` warm finite bars at the end.
     """
-    frame = features.sort_values(["ticker", "ts"], kind="stable")
-    keys: list[tuple[str, pd.Timestamp]] = []
-    out: list[np.ndarray] = []
-    short: list[str] = []
-    for ticker, group in frame.groupby("ticker", sort=True, observed=True):
-        tail = group.iloc[-window:]
-        values = tail[list(columns)].to_numpy(dtype=np.float64)
-        warm = tail["warm"].to_numpy(dtype=bool) if "warm" in tail else np.ones(len(tail), bool)
-        if len(tail) < window or not warm.all() or not np.isfinite(values).all():
-            short.append(str(ticker))
-            continue
-        keys.append((str(ticker), tail["ts"].iloc[-1]))
-        out.append(values.astype(np.float32))
+    if features.empty:
+        return pd.DataFrame(columns=["ticker", "ts"]), np.zeros(
+            (0, window, len(columns)), np.float32
+        )
+    # One gather for all tickers (live scoring calls this every minute: no per-ticker pandas).
+    codes, names = pd.factorize(features["ticker"].astype("string"), sort=True)
+    order = np.lexsort((pd.DatetimeIndex(features["ts"]).asi8, codes))
+    by_ticker = codes[order]
+    last = np.flatnonzero(np.r_[by_ticker[1:] != by_ticker[:-1], True])
+    first = np.r_[0, last[:-1] + 1]
+    rows = order[np.maximum(last[:, None] + np.arange(1 - window, 1), first[:, None])]
+    flat = rows.ravel()  # only the rows of the windows, column by column (no frame take)
+    values = np.stack([features[c].to_numpy(dtype=np.float64)[flat] for c in columns], axis=-1)
+    values = values.reshape(*rows.shape, len(columns))
+    warm = (
+        features["warm"].to_numpy(dtype=bool) if "warm" in features else np.ones(len(order), bool)
+    )
+    ok = (
+        (last - first + 1 >= window) & warm[rows].all(axis=1) & np.isfinite(values).all(axis=(1, 2))
+    )
+    tickers = [str(t) for t in names[by_ticker[last]]]
+    short = [t for t, good in zip(tickers, ok, strict=True) if not good]
     if short:
         raise ValueError(
             f"tickers {short} lack {window} warm bars at the end: pass at least "
             f"warmup + window bars of history per ticker"
         )
-    index = pd.DataFrame(keys, columns=["ticker", "ts"])
-    return index, np.stack(out) if out else np.zeros((0, window, len(columns)), np.float32)
+    newest = features["ts"].iloc[order[last]]
+    index = pd.DataFrame(list(zip(tickers, newest, strict=True)), columns=["ticker", "ts"])
+    return index, values.astype(np.float32)

@@ -4,7 +4,9 @@
 ``ai_edge_litert.interpreter.Interpreter``. ``predict_windows`` takes *unscaled*
 ``create_features`` windows and applies the bundle's scaler, so callers never scale by hand;
 ``predict_latest`` goes from raw bars to one prediction per ticker with the same
-``create_features`` that built the training data (train/serve parity). The probabilities are
+``create_features`` that built the training data (train/serve parity), with its numba
+indicators (``LIVE_INDICATORS``: pandas-ta's numbers, all tickers in one compiled pass instead
+of ~4 ms of pandas-ta calls per ticker). The probabilities are
 the calibrated ones: a bundle's temperature is built into its TFLite file
 (``Bundle.temperature``; ``models.calibration``), so live scoring, concept drift and holdout
 scoring, which all get their probabilities here, never apply it themselves.
@@ -28,6 +30,7 @@ from quant_assets.models.dataset import latest_windows
 
 PREDICTION_COLUMNS: tuple[str, ...] = ("ticker", "ts", "p_down", "p_flat", "p_up", "label")
 MAX_DYNAMIC_BATCH = 1024
+LIVE_INDICATORS = "numba"  # create_features' indicator engine on the live path
 
 
 class TFLiteRunner:
@@ -165,7 +168,7 @@ class Predictor:
                 f"tickers {short} have fewer than {self.min_bars} bars (feature warm-up "
                 f"{self.bundle.feature_spec.warmup_bars} + window {self.window})"
             )
-        features = create_features(bars, self.bundle.feature_spec)
+        features = create_features(bars, self.bundle.feature_spec, indicators=LIVE_INDICATORS)
         index, windows = latest_windows(features, self.columns, self.window)
         return prediction_frame(index, self.predict_windows(windows))
 

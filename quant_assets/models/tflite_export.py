@@ -3,16 +3,16 @@
 Routes (docs/architecture.md, library facts: an LSTM with a dynamic batch dimension does not
 convert; SELECT_TF_OPS converts but the pip LiteRT has no Flex delegate, so it is never used):
 
-* **LSTM, ``fixed_batch``** (default): ``model.export(dir, format="tf_saved_model",
-  input_signature=[TensorSpec([1, T, F])])`` then ``TFLiteConverter.from_saved_model``. The
-  LSTM becomes one fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op: the smallest file (~40 KB for
-  LSTM-32) and the fastest call (~70 µs per window here). The runner loops for batches (20
-  tickers ≈ 1.4 ms); resizing the input to a bigger batch fails in XNNPACK, so it is not tried.
-  Chosen because live scoring is one window per ticker per poll and latency per window is the
-  figure that matters; batch scoring of validation sets is fast enough by looping.
-* **LSTM, ``unrolled``**: the same weights in an ``LSTM(unroll=True)`` clone (training stays on
-  the faster loop kernel), exported with a dynamic batch: ~5x bigger file, ~110 µs per single
-  window, but ~0.33 ms for a batch of 20.
+* **LSTM, ``unrolled``** (default): the same weights in an ``LSTM(unroll=True)`` clone
+  (training stays on the faster loop kernel), exported with a dynamic batch: the runner resizes
+  the input, so the 20 tickers of a minute are scored in one invoke (~0.36 ms for 20 windows
+  here, ~70 µs for one) at ~5x the file size (~185 KB for LSTM-32). Chosen because live scoring
+  scores every ticker each minute, and the looped fixed batch cost ~1.4 ms for 20.
+* **LSTM, ``fixed_batch``** (bundles written before the unrolled default; still selectable):
+  ``model.export(dir, format="tf_saved_model", input_signature=[TensorSpec([1, T, F])])`` then
+  ``TFLiteConverter.from_saved_model``. The LSTM becomes one fused
+  ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op: the smallest file (~40 KB) and ~70 µs per window, but
+  batch 1 only (resizing its input fails in XNNPACK), so the runner loops over windows.
 * **Transformer**: exported with a dynamic batch (MultiHeadAttention and LayerNormalization
   convert on every route).
 """

@@ -6,8 +6,10 @@ Two steps, each a Dagster asset run every 10 minutes in market hours (no Dagster
   every ticker, stored in ``predictions`` (the stream concept drift watches). The window is
   built the way training saw its data: earlier sessions come from ``adjusted_bars``
   (total-return adjusted, rebuilt before each open when an action arrives), the current session
-  from raw ``price_data`` (its bars need no factor until a later ex-date), and the same
-  ``create_features`` runs as in training (train/serve parity).
+  from raw ``price_data`` (its bars need no factor until a later ex-date), read in one
+  statement (``live_read``), and the same ``create_features`` runs as in training
+  (train/serve parity) with its numba indicators (``features.kernels``: pandas-ta's numbers
+  for all tickers in one pass).
 * ``evaluate_drift``: the window's features and stored predictions (the last hour, widened
   back within the session to ``min_rows`` rows: ``drift.window``, the rule the replay uses too)
   against the champion's training reference (``drift``: PSI and autocorrelation-aware KS per
@@ -30,7 +32,6 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from sqlalchemy import Engine, desc, select
 
-from quant_assets.corporate_actions.adjusted_store import history_start, read_adjusted_bars
 from quant_assets.drift.reference import ConceptBaseline, ReferenceStats
 from quant_assets.drift.report import DriftReport, evaluate_window
 from quant_assets.drift.severity import DriftDecision, DriftState, advance
@@ -38,11 +39,14 @@ from quant_assets.drift.thresholds import DriftThresholds
 from quant_assets.drift.window import live_window, read_start
 from quant_assets.features.indicators import create_features
 from quant_assets.features.spec import FeatureSpec
-from quant_assets.market import calendar
-from quant_assets.market.frames import BAR_COLUMNS
 from quant_assets.models.bundle import Bundle
-from quant_assets.models.inference import PREDICTION_COLUMNS, Predictor, prediction_frame
-from quant_assets.storage.bars import read_bars
+from quant_assets.models.inference import (
+    LIVE_INDICATORS,
+    PREDICTION_COLUMNS,
+    Predictor,
+    prediction_frame,
+)
+from quant_assets.monitoring.live_read import read_live_bars
 from quant_assets.storage.database import to_db_timestamp, to_utc, write_to_db
 from quant_assets.storage.schema import drift_reports
 from quant_assets.storage.schema import predictions as predictions_table
@@ -94,7 +98,7 @@ def score_live_window(
 ) -> LiveScores:
     """Score the minutes of [end - window, end) with ``predictor`` and store them."""
     start = end - pd.Timedelta(minutes=thresholds.window_minutes)
-    bars = live_bars(engine, tickers, start, end, predictor.min_bars)
+    bars = read_live_bars(engine, tickers, start, end, predictor.min_bars)
     _, scored = score_range(predictor, bars, start, end)
     written = write_predictions(scored, predictor.name, engine)
     return LiveScores(predictor.name, start, end, scored, written)
@@ -126,27 +130,6 @@ def evaluate_drift(
     return DriftEvaluation(bundle.name, start, end, len(window), report, decision)
 
 
-def live_bars(
-    engine: Engine,
-    tickers: Sequence[str],
-    start: pd.Timestamp,
-    end: pd.Timestamp,
-    history_bars: int,
-) -> pd.DataFrame:
-    """Bars for scoring [start, end): each ticker's last ``history_bars`` adjusted bars before
-    the session (counted in its bars: a thin ticker reaches further back), then the raw bars of
-    the day."""
-    day = calendar.session_of(start)
-    day_start, _ = calendar.span_of_days(day, day)
-    frames = []
-    for ticker in tickers:
-        first = history_start(engine, ticker, day_start, history_bars)
-        frames.append(read_adjusted_bars(engine, [ticker], first, day_start)[list(BAR_COLUMNS)])
-    frames.append(read_bars(engine, list(tickers), day_start, end))
-    bars = pd.concat(frames, ignore_index=True)
-    return bars.sort_values(["ticker", "ts"], ignore_index=True)
-
-
 def score_range(
     predictor: Predictor, bars: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -156,7 +139,11 @@ def score_range(
     returned features hold every bar in the range (drift looks at all of them).
     """
     spec = predictor.bundle.feature_spec
-    features = create_features(bars, spec) if len(bars) else pd.DataFrame(columns=["ticker", "ts"])
+    features = (
+        create_features(bars, spec, indicators=LIVE_INDICATORS)
+        if len(bars)
+        else pd.DataFrame(columns=["ticker", "ts"])
+    )
     in_range = (features["ts"] >= start) & (features["ts"] < end) if len(features) else []
     keys, windows = [], []
     for _, group in features.groupby("ticker", sort=True, observed=True):
@@ -218,9 +205,9 @@ def window_features(
     end: pd.Timestamp,
     spec: FeatureSpec,
 ) -> pd.DataFrame:
-    """Features of the live window (the same create_features as training)."""
-    bars = live_bars(engine, tickers, start, end, spec.warmup_bars)
-    features = create_features(bars, spec)
+    """Features of the live window (create_features as in training, numba indicators)."""
+    bars = read_live_bars(engine, tickers, start, end, spec.warmup_bars)
+    features = create_features(bars, spec, indicators=LIVE_INDICATORS)
     keep = (features["ts"] >= start) & (features["ts"] < end)
     return features[keep].reset_index(drop=True)
 

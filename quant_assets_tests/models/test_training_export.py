@@ -74,7 +74,7 @@ def test_tflite_parity_and_bundle(trained, small_dataset: TrainingDataset, arch:
     concept = ConceptBaseline.from_dict(bundle.validation_baseline)
     assert concept.mean_max_prob == pytest.approx(bundle.validation_baseline["mean_max_prob"])
     runner = TFLiteRunner(bundle.tflite_path)
-    assert runner.fixed_batch == (1 if arch == "lstm" else None)
+    assert runner.fixed_batch is None  # both take any batch: one invoke per scoring
 
 
 @pytest.mark.parametrize("arch", ["lstm", "transformer"])
@@ -180,17 +180,35 @@ def test_predict_latest_from_raw_bars(trained, signal_market) -> None:
         predictor.predict_latest(bars.iloc[:0])
 
 
-def test_unrolled_lstm_route_exports_a_dynamic_batch(trained, small_dataset) -> None:
+def test_fixed_batch_lstm_route_still_exports(trained, small_dataset) -> None:
+    """The route older LSTM bundles were written with (batch fixed at 1, looped by the
+    runner) still converts and matches Keras; such bundles keep loading and scoring."""
     from quant_assets.models.parity import compare_probabilities, keras_probabilities
     from quant_assets.models.tflite_export import export_tflite
 
     model = trained["lstm"].result.model
-    tflite = export_tflite(model, "lstm", TINY.replace(lstm_export="unrolled"))
-    runner = TFLiteRunner(tflite)
-    assert runner.fixed_batch is None
+    tflite = export_tflite(model, "lstm", TINY.replace(lstm_export="fixed_batch"))
+    fixed = TFLiteRunner(tflite)
+    assert fixed.fixed_batch == 1
     x = small_dataset.windows("val", limit=64)
-    check = compare_probabilities(keras_probabilities(model, x), runner.predict(x))
+    check = compare_probabilities(keras_probabilities(model, x), fixed.predict(x))
     assert check.max_abs_diff <= 1e-4
+    dynamic = TFLiteRunner(export_tflite(model, "lstm", TINY.replace(lstm_export="unrolled")))
+    assert dynamic.fixed_batch is None
+    np.testing.assert_allclose(dynamic.predict(x), fixed.predict(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_one_batched_invoke_equals_per_ticker_invokes(trained, small_dataset, arch) -> None:
+    """20 windows in one invoke give what 20 single-window invokes give (the batch-1 path),
+    whatever batch size came before (the runner resizes its input)."""
+    runner = TFLiteRunner(trained[arch].bundle.tflite_path)
+    x = small_dataset.windows("val", limit=20)
+    singles = np.concatenate([runner.predict(x[i : i + 1]) for i in range(len(x))])
+    batched = runner.predict(x)
+    np.testing.assert_allclose(batched, singles, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(runner.predict(x[:1]), singles[:1])  # back to batch 1
+    np.testing.assert_array_equal(runner.predict(x), batched)
 
 
 def test_training_is_reproducible_with_fixed_seeds(small_dataset: TrainingDataset) -> None:
