@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as arrow_csv
-from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, or_, text
+from sqlalchemy import Connection, Date, Engine, Table, create_engine, event, inspect, or_, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -35,6 +35,7 @@ from tenacity import (
 )
 
 from quant_assets.settings import Settings, get_settings
+from quant_assets.storage.bulk import sqlite_executemany
 from quant_assets.storage.quarantine import row_key
 from quant_assets.storage.schema import TABLES, metadata
 
@@ -294,7 +295,7 @@ def upsert_frame(
     ordered = df[columns].sort_values(keys, kind="stable") if set(keys) <= set(columns) else df
     if conn.dialect.name == "postgresql":
         return _upsert_postgres_copy(conn, table, ordered[columns], update)
-    return _upsert_generic(conn, table, ordered[columns], update)
+    return _upsert_sqlite(conn, table, ordered[columns], update)
 
 
 def insert_frame(conn: Connection, table_name: str, df: pd.DataFrame) -> int:
@@ -313,12 +314,12 @@ def insert_frame(conn: Connection, table_name: str, df: pd.DataFrame) -> int:
         try:
             cursor.copy_expert(
                 f"COPY {quote(table.name)} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')",
-                _csv_buffer(df[columns]),
+                _csv_buffer(df[columns], table),
             )
             return len(df)
         finally:
             cursor.close()
-    return conn.execute(table.insert(), _records(df[columns], naive_utc=True)).rowcount
+    return sqlite_executemany(conn, table.insert(), df[columns])
 
 
 def _checked_columns(df: pd.DataFrame, table: Table) -> list[str]:
@@ -331,11 +332,11 @@ def _checked_columns(df: pd.DataFrame, table: Table) -> list[str]:
     for column in table.columns:
         length = getattr(column.type, "length", None)
         if length and column.name in df.columns:
-            too_long = df[column.name].dropna().astype(str).str.len() > length
-            if too_long.any():
-                example = df.loc[too_long[too_long].index[0], column.name]
+            # Distinct values only: a key column repeats a few values over many rows.
+            too_long = [v for v in pd.unique(df[column.name].dropna()) if len(str(v)) > length]
+            if too_long:
                 raise ValueError(
-                    f"{table.name}.{column.name} holds at most {length} characters: {example!r}"
+                    f"{table.name}.{column.name} holds at most {length} characters: {too_long[0]!r}"
                 )
     return [c.name for c in table.columns if c.name in df.columns]
 
@@ -345,8 +346,7 @@ def _update_columns(table: Table, columns: Sequence[str]) -> list[str]:
     return [c for c in columns if c not in keys]
 
 
-def _upsert_generic(conn: Connection, table: Table, df: pd.DataFrame, update: bool) -> int:
-    records = _records(df, naive_utc=conn.dialect.name == "sqlite")
+def _upsert_sqlite(conn: Connection, table: Table, df: pd.DataFrame, update: bool) -> int:
     stmt = sqlite_insert(table)
     updates = _update_columns(table, df.columns) if update else []
     keys = [c.name for c in table.primary_key.columns]
@@ -358,18 +358,7 @@ def _upsert_generic(conn: Connection, table: Table, df: pd.DataFrame, update: bo
         )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-    return conn.execute(stmt, records).rowcount
-
-
-def _records(df: pd.DataFrame, naive_utc: bool) -> list[dict[str, Any]]:
-    out = df.copy()
-    for col in out.columns:
-        if isinstance(out[col].dtype, pd.DatetimeTZDtype):
-            out[col] = out[col].dt.tz_convert("UTC")
-            if naive_utc:
-                out[col] = out[col].dt.tz_localize(None)
-    out = out.astype(object).where(out.notna(), None)
-    return out.to_dict("records")
+    return sqlite_executemany(conn, stmt, df)
 
 
 def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame, update: bool) -> int:
@@ -395,7 +384,8 @@ def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame, upda
             f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
         )
         cursor.copy_expert(
-            f"COPY {stage} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')", _csv_buffer(df)
+            f"COPY {stage} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')",
+            _csv_buffer(df, table),
         )
         # ORDER BY the key: concurrent writers then lock rows in one order (no deadlock cycle).
         cursor.execute(
@@ -409,7 +399,7 @@ def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame, upda
         cursor.close()
 
 
-def _csv_buffer(df: pd.DataFrame) -> io.BytesIO:
+def _csv_buffer(df: pd.DataFrame, table: Table) -> io.BytesIO:
     # Arrow's C++ CSV writer is ~4x faster than DataFrame.to_csv here; it writes timestamps as
     # ISO-8601 with a Z suffix, floats in shortest round-trip form (COPY stores the same doubles
     # the SQLite path stores) and nulls as unquoted empty fields (NULL '' in COPY).
@@ -417,6 +407,9 @@ def _csv_buffer(df: pd.DataFrame) -> io.BytesIO:
     for col in out.columns:
         if isinstance(out[col].dtype, pd.DatetimeTZDtype):
             out[col] = out[col].dt.tz_convert("UTC")
+        elif isinstance(table.c[col].type, Date) and pd.api.types.is_datetime64_dtype(out[col]):
+            days = pa.array(out[col].to_numpy(dtype="datetime64[D]"))  # date32: YYYY-MM-DD
+            out[col] = pd.Series(pd.arrays.ArrowExtensionArray(days), index=out.index)
     buffer = io.BytesIO()
     # combine_chunks: Arrow 25 writes garbage for columns of unequal chunking (after a concat).
     arrow_csv.write_csv(
