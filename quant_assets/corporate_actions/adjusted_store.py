@@ -333,7 +333,8 @@ def read_adjusted_bars(
     if kind not in ("total_return", "split_only"):
         raise ValueError(f"kind must be 'total_return' or 'split_only', not {kind!r}")
     t = adjusted_bars
-    cols = [*BAR_COLUMNS, "split_close", "price_factor", "split_factor"]
+    factors = ["split_close", "price_factor", "split_factor"] if kind == "split_only" else []
+    cols = [*BAR_COLUMNS, *factors]
     query = select(*(t.c[c] for c in cols)).where(
         t.c.ts >= to_db_timestamp(start, engine), t.c.ts < to_db_timestamp(end, engine)
     )

@@ -1,12 +1,12 @@
-"""Bulk row transfer without a Python object per row: frames to DBAPI parameter tuples, query
+"""Bulk row transfer without a dict or ``Row`` per row: frames to DBAPI parameter tuples, query
 results straight into columns.
 
 Writes on SQLite: each column is converted at once to the values SQLAlchemy's bind processors
-would send (naive-UTC timestamp text, ``YYYY-MM-DD`` dates, 0/1 booleans, floats with NaN as
-NULL), zipped into tuples and sent by the sqlite3 cursor's ``executemany`` of the statement
-SQLAlchemy compiles — the same SQL and the same stored bytes as ``Connection.execute(stmt,
-list_of_dicts)``, without a dict per row. Columns of a dtype not converted here fall back to
-SQLAlchemy's own processor per value.
+would send (naive-UTC timestamp text, ``YYYY-MM-DD`` dates, 0/1 booleans, floats — a NaN is
+stored as NULL by SQLite itself), zipped into tuples and sent by the sqlite3 cursor's
+``executemany`` of the statement SQLAlchemy compiles: the same SQL and the same stored values
+as ``Connection.execute(stmt, list_of_dicts)``. Columns of a dtype not converted here fall back
+to SQLAlchemy's own processor per value.
 
 Reads skip SQLAlchemy's ``Row`` objects and result processors: on SQLite the DBAPI cursor's
 tuples become columns; on PostgreSQL the query runs as ``COPY (…) TO STDOUT`` and Arrow's CSV
@@ -15,6 +15,7 @@ reader parses it. Timestamps come back as ``datetime64[ns, UTC]`` on both.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as arrow_csv
 from sqlalchemy import Boolean, Connection, Date, DateTime, Float, Integer, String, Text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeEngine
@@ -32,8 +34,7 @@ from sqlalchemy.types import TypeEngine
 def sqlite_executemany(conn: Connection, stmt: Insert, df: pd.DataFrame) -> int:
     """Execute ``stmt`` once per row of ``df`` (its columns bound by name) on SQLite; return the
     rows changed, as ``Connection.execute(stmt, records)`` does."""
-    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(df.columns))
-    order = list(compiled.positiontup or [])
+    sql, order = _compiled(stmt, tuple(df.columns), conn.dialect)
     unknown = sorted(set(order) - set(df.columns))
     if unknown:
         raise ValueError(f"statement binds {unknown}, which the frame lacks")
@@ -41,10 +42,17 @@ def sqlite_executemany(conn: Connection, stmt: Insert, df: pd.DataFrame) -> int:
     columns = [sqlite_values(df[name], table.c[name].type, conn) for name in order]
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.executemany(compiled.string, zip(*columns, strict=True))
+        cursor.executemany(sql, zip(*columns, strict=True))
         return cursor.rowcount
     finally:
         cursor.close()
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(stmt: Insert, columns: tuple[str, ...], dialect: Dialect) -> tuple[str, list[str]]:
+    """The SQL text and parameter order of ``stmt`` binding ``columns`` (compiled once)."""
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    return compiled.string, list(compiled.positiontup or [])
 
 
 def sqlite_values(values: pd.Series, sql_type: TypeEngine, conn: Connection) -> list[Any]:
@@ -55,10 +63,8 @@ def sqlite_values(values: pd.Series, sql_type: TypeEngine, conn: Connection) -> 
     if isinstance(sql_type, Date) and pd.api.types.is_datetime64_any_dtype(dtype):
         return _datetime_text(values, "D")
     if isinstance(sql_type, Float) and pd.api.types.is_numeric_dtype(dtype):
-        floats = values.to_numpy(dtype="float64", na_value=np.nan)
-        out = floats.astype(object)
-        out[np.isnan(floats)] = None
-        return out.tolist()
+        # SQLite stores a bound NaN as NULL (sqlite3VdbeMemSetDouble), as the None sent before.
+        return values.to_numpy(dtype="float64", na_value=np.nan).tolist()
     if isinstance(sql_type, Boolean) and dtype == np.dtype(bool):
         return values.to_numpy(dtype="int64").tolist()
     if isinstance(sql_type, Integer) and dtype == np.dtype("int64"):
@@ -80,29 +86,48 @@ def _datetime_text(values: pd.Series, unit: str) -> list[Any]:
 
 
 def read_select(conn: Connection, query: Select) -> pd.DataFrame:
-    """The rows of ``query`` as a frame of its selected columns, without a Python object per row.
+    """The rows of ``query`` as a frame of its selected columns, without a ``Row`` per row.
 
-    DateTime columns come back as ``datetime64[ns, UTC]``; floats as float64; other columns as
-    the backend gives them (SQLite) or Arrow parses them (PostgreSQL).
+    DateTime columns come back as ``datetime64[ns, UTC]``; floats as float64 (NULL as NaN);
+    other columns as the backend gives them (SQLite) or Arrow parses them (PostgreSQL).
     """
     names = [c.key for c in query.selected_columns]
     types = [c.type for c in query.selected_columns]
     if conn.dialect.name == "postgresql":
         frame = _copy_out(conn, query, names, types)
-    else:
-        result = conn.execute(query)
+        for name, sql_type in zip(names, types, strict=True):
+            if isinstance(sql_type, DateTime):  # Arrow parsed them: microseconds, UTC
+                frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[ns, UTC]")
+            elif isinstance(sql_type, Float):
+                frame[name] = frame[name].astype("float64")
+        return frame
+    result = conn.execute(query)
+    try:
+        rows = result.cursor.fetchall()  # the DBAPI's tuples: no Row, no result processor
+    finally:
+        result.close()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    return pd.DataFrame(
+        {
+            name: _typed(np.array(values, dtype=object), sql_type)
+            for name, values, sql_type in zip(names, columns, types, strict=True)
+        }
+    )
+
+
+def _typed(values: np.ndarray, sql_type: TypeEngine) -> Any:
+    """One column of values in the dtype its SQL type reads as."""
+    if isinstance(sql_type, DateTime):
+        parsed = pd.to_datetime(values, utc=True, format="ISO8601")
+        return parsed.astype("datetime64[ns, UTC]")
+    if isinstance(sql_type, Float):
+        return values.astype("float64")  # None -> NaN
+    if isinstance(sql_type, Integer) and values.dtype == object:
         try:
-            rows = result.cursor.fetchall()  # the DBAPI's tuples: no Row, no result processor
-        finally:
-            result.close()
-        frame = pd.DataFrame.from_records(rows, columns=names, coerce_float=False)
-    for name, sql_type in zip(names, types, strict=True):
-        if isinstance(sql_type, DateTime):
-            parsed = pd.to_datetime(frame[name], utc=True, format="ISO8601")
-            frame[name] = parsed.astype("datetime64[ns, UTC]")
-        elif isinstance(sql_type, Float):
-            frame[name] = frame[name].astype("float64")
-    return frame
+            return values.astype("int64")
+        except TypeError:  # a NULL: keep the Python objects (None stays None)
+            return values
+    return values
 
 
 # Session settings that make COPY's text independent of the server's configuration: ISO dates,

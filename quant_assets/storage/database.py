@@ -11,6 +11,7 @@ Passwords never reach logs, reprs or errors: URLs are rendered with ``hide_passw
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -26,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.dml import Insert
 from tenacity import (
     RetryError,
     Retrying,
@@ -319,7 +321,12 @@ def insert_frame(conn: Connection, table_name: str, df: pd.DataFrame) -> int:
             return len(df)
         finally:
             cursor.close()
-    return sqlite_executemany(conn, table.insert(), df[columns])
+    return sqlite_executemany(conn, _plain_insert(table.name), df[columns])
+
+
+@functools.cache
+def _plain_insert(table_name: str) -> Insert:
+    return get_table(table_name).insert()
 
 
 def _checked_columns(df: pd.DataFrame, table: Table) -> list[str]:
@@ -347,8 +354,16 @@ def _update_columns(table: Table, columns: Sequence[str]) -> list[str]:
 
 
 def _upsert_sqlite(conn: Connection, table: Table, df: pd.DataFrame, update: bool) -> int:
+    stmt = _sqlite_upsert(table.name, tuple(df.columns), update)
+    return sqlite_executemany(conn, stmt, df)
+
+
+@functools.cache
+def _sqlite_upsert(table_name: str, columns: tuple[str, ...], update: bool) -> Insert:
+    """One statement object per table, columns and mode (so its compiled form is reused)."""
+    table = get_table(table_name)
     stmt = sqlite_insert(table)
-    updates = _update_columns(table, df.columns) if update else []
+    updates = _update_columns(table, columns) if update else []
     keys = [c.name for c in table.primary_key.columns]
     if updates:
         stmt = stmt.on_conflict_do_update(
@@ -358,7 +373,7 @@ def _upsert_sqlite(conn: Connection, table: Table, df: pd.DataFrame, update: boo
         )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-    return sqlite_executemany(conn, stmt, df)
+    return stmt
 
 
 def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame, update: bool) -> int:
