@@ -133,9 +133,7 @@ def _typed(values: np.ndarray, sql_type: TypeEngine) -> Any:
 # Session settings that make COPY's text independent of the server's configuration: ISO dates,
 # UTC offsets, and floats in shortest round-trip form (any extra_float_digits > 0, PG 12+).
 _COPY_SETTINGS = (
-    "SET LOCAL DateStyle = 'ISO, MDY'",
-    "SET LOCAL TimeZone = 'UTC'",
-    "SET LOCAL extra_float_digits = 1",
+    "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 1"
 )
 
 
@@ -145,8 +143,7 @@ def _copy_out(
     compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     cursor = conn.connection.driver_connection.cursor()
     try:
-        for setting in _COPY_SETTINGS:
-            cursor.execute(setting)
+        cursor.execute(_COPY_SETTINGS)
         # COPY takes no parameters: the driver binds them into the text (its own quoting).
         sql = cursor.mogrify(compiled.string, compiled.params).decode()
         buffer = io.BytesIO()

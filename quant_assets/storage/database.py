@@ -19,10 +19,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import psycopg2.errors
 import pyarrow as pa
 import pyarrow.csv as arrow_csv
-from sqlalchemy import Connection, Date, Engine, Table, create_engine, event, inspect, or_, text
+from sqlalchemy import (
+    Connection,
+    Date,
+    Engine,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    inspect,
+    or_,
+    text,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -393,14 +407,16 @@ def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame, upda
         conflict = f"DO UPDATE SET {set_clause} WHERE {changed}"
     else:
         conflict = "DO NOTHING"
+    buffer = _csv_buffer(df, table)
     cursor = conn.connection.driver_connection.cursor()
     try:
+        if _copied_straight_in(cursor, table, df, quote, col_list, buffer):
+            return len(df)
         cursor.execute(
             f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
         )
         cursor.copy_expert(
-            f"COPY {stage} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')",
-            _csv_buffer(df, table),
+            f"COPY {stage} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')", buffer
         )
         # ORDER BY the key: concurrent writers then lock rows in one order (no deadlock cycle).
         cursor.execute(
@@ -412,6 +428,47 @@ def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame, upda
         return count
     finally:
         cursor.close()
+
+
+def _copied_straight_in(
+    cursor: Any, table: Table, df: pd.DataFrame, quote: Any, col_list: str, buffer: io.BytesIO
+) -> bool:
+    """When no stored row has a key of ``df``, COPY it straight into the table (what the upsert
+    would insert, without the staging table) and say so.
+
+    The check looks at the keys' bounding box (text keys by value); a row a concurrent writer
+    commits meanwhile makes the COPY fail on the key, which rolls back to a savepoint and leaves
+    the upsert to do it. Rows go in key order, so such writers never wait on each other in a cycle.
+    """
+    keys = list(table.primary_key.columns)
+    if any(k.name not in df.columns for k in keys):  # a generated key: nothing to look up
+        return False
+    conditions, params = [], []
+    for column in keys:
+        values = df[column.name]
+        if isinstance(column.type, String | Text):
+            conditions.append(f"{quote(column.name)} = ANY(%s)")
+            params.append([str(v) for v in pd.unique(values)])
+        else:
+            conditions.append(f"{quote(column.name)} BETWEEN %s AND %s")
+            bounds = (values.min(), values.max())
+            params.extend(v.item() if isinstance(v, np.generic) else v for v in bounds)
+    cursor.execute(
+        f"SELECT 1 FROM {quote(table.name)} WHERE {' AND '.join(conditions)} LIMIT 1", params
+    )
+    if cursor.fetchone() is not None:
+        return False
+    cursor.execute("SAVEPOINT copy_straight_in")
+    try:
+        cursor.copy_expert(
+            f"COPY {quote(table.name)} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')", buffer
+        )
+    except psycopg2.errors.UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT copy_straight_in")
+        buffer.seek(0)
+        return False
+    cursor.execute("RELEASE SAVEPOINT copy_straight_in")
+    return True
 
 
 def _csv_buffer(df: pd.DataFrame, table: Table) -> io.BytesIO:
