@@ -16,8 +16,10 @@ reader parses it. Timestamps come back as ``datetime64[ns, UTC]`` on both.
 from __future__ import annotations
 
 import functools
+import gc
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -102,17 +104,32 @@ def read_select(conn: Connection, query: Select) -> pd.DataFrame:
                 frame[name] = frame[name].astype("float64")
         return frame
     result = conn.execute(query)
-    try:
-        rows = result.cursor.fetchall()  # the DBAPI's tuples: no Row, no result processor
-    finally:
-        result.close()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    with _gc_paused():
+        try:
+            rows = result.cursor.fetchall()  # the DBAPI's tuples: no Row, no result processor
+        finally:
+            result.close()
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
     return pd.DataFrame(
         {
             name: _typed(np.array(values, dtype=object), sql_type)
             for name, values, sql_type in zip(names, columns, types, strict=True)
         }
     )
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while many acyclic tuples are made: each collection of the
+    oldest generation walks every object of the process (a large heap with pandas and Dagster
+    loaded), which costs more than the fetch itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _typed(values: np.ndarray, sql_type: TypeEngine) -> Any:
