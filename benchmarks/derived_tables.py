@@ -342,6 +342,7 @@ def dagster_run_s(url: str, home: Path, tickers: tuple[str, ...], days: list) ->
             instance=instance,
             resources={"database": DatabaseResource()},
             tags=range_tags(days[0], days[-1], list(tickers)),
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=True,
         )
         elapsed = time.perf_counter() - began
