@@ -5,7 +5,8 @@ read as history — counted in bars, not sessions: a thin ticker needs many more
 liquid one — that every row that can be is warmed up (features) or has its barrier volatility
 (labels); only the rows of the asked days are written. Upserts make re-runs idempotent, and a
 stored warm feature row is never replaced by a cold one (a run with less history at hand would
-otherwise undo an earlier, better one).
+otherwise undo an earlier, better one). A run that builds both tables reads each ticker's bars
+once (``build_features_and_labels``).
 """
 
 from __future__ import annotations
@@ -27,14 +28,21 @@ from quant_assets.storage.database import to_db_timestamp, to_utc, write_to_db
 from quant_assets.storage.schema import features as features_table
 
 
-def _bars_with_history(
-    engine: Engine, ticker: str, days: Sequence[pd.Timestamp], bars_needed: int
-) -> pd.DataFrame:
-    """The ticker's adjusted bars on ``days`` and the ``bars_needed`` bars before them."""
-    first, _ = calendar.span_of_days(min(days), min(days))
-    _, end = calendar.span_of_days(max(days), max(days))
-    start = history_start(engine, ticker, first, bars_needed)
-    return read_adjusted_bars(engine, [ticker], start, end)[list(BAR_COLUMNS)]
+def _bars_for(
+    engine: Engine, ticker: str, spans: Sequence[tuple[Sequence[pd.Timestamp], int]]
+) -> list[pd.DataFrame]:
+    """For each (days, bars_needed): the ticker's adjusted bars on those days and the
+    ``bars_needed`` bars before them — all from one read of the table."""
+    bounds = []
+    for days, bars_needed in spans:
+        first, _ = calendar.span_of_days(min(days), min(days))
+        _, end = calendar.span_of_days(max(days), max(days))
+        bounds.append((history_start(engine, ticker, first, bars_needed), end))
+    start, end = min(b[0] for b in bounds), max(b[1] for b in bounds)
+    bars = read_adjusted_bars(engine, [ticker], start, end)[list(BAR_COLUMNS)]
+    return [
+        bars[(bars["ts"] >= lo) & (bars["ts"] < hi)].reset_index(drop=True) for lo, hi in bounds
+    ]
 
 
 def _on_days(frame: pd.DataFrame, days: Sequence[pd.Timestamp]) -> pd.DataFrame:
@@ -46,7 +54,13 @@ def build_features(
     engine: Engine, ticker: str, days: Sequence[pd.Timestamp], spec: FeatureSpec = FEATURE_SPEC
 ) -> pd.DataFrame:
     """Features of one ticker's adjusted bars on ``days`` (warmed up from its earlier bars)."""
-    bars = _bars_with_history(engine, ticker, days, spec.warmup_bars)
+    (bars,) = _bars_for(engine, ticker, [(days, spec.warmup_bars)])
+    return _features_on(bars, days, spec)
+
+
+def _features_on(
+    bars: pd.DataFrame, days: Sequence[pd.Timestamp], spec: FeatureSpec
+) -> pd.DataFrame:
     if bars.empty:
         return pd.DataFrame(columns=list(FEATURE_TABLE_COLUMNS))
     return _on_days(create_features(bars, spec)[list(FEATURE_TABLE_COLUMNS)], days)
@@ -89,7 +103,30 @@ def build_labels(
     Only completed sessions should be passed: the vertical barrier of a live session's last
     minutes could still move (see ``labels.triple_barrier_labels``).
     """
-    bars = _bars_with_history(engine, ticker, days, spec.history_bars)
+    (bars,) = _bars_for(engine, ticker, [(days, spec.history_bars)])
+    return _labels_on(bars, days, spec)
+
+
+def build_features_and_labels(
+    engine: Engine,
+    ticker: str,
+    feature_days: Sequence[pd.Timestamp],
+    label_days: Sequence[pd.Timestamp],
+    label_spec: LabelSpec,
+    feature_spec: FeatureSpec = FEATURE_SPEC,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``build_features`` and ``build_labels`` of one ticker from one read of its bars (each
+    computed from exactly the bars it would read alone; ``label_days`` may be empty)."""
+    spans = [(feature_days, feature_spec.warmup_bars)]
+    if label_days:
+        spans.append((label_days, label_spec.history_bars))
+    found = _bars_for(engine, ticker, spans)
+    features = _features_on(found[0], feature_days, feature_spec)
+    labels = _labels_on(found[1] if label_days else found[0].iloc[:0], label_days, label_spec)
+    return features, labels
+
+
+def _labels_on(bars: pd.DataFrame, days: Sequence[pd.Timestamp], spec: LabelSpec) -> pd.DataFrame:
     if bars.empty:
         return pd.DataFrame(columns=["ticker", "ts", "label", "t1", "ret", "sigma"])
     return _on_days(triple_barrier_labels(bars, spec), days)

@@ -20,7 +20,7 @@ from quant_assets.defs.deployment import (
     rollback_job,
 )
 from quant_assets.defs.evaluation import evaluate_job, evaluation_assets
-from quant_assets.defs.features import daily_tables_job, features, labels
+from quant_assets.defs.features import daily_tables_job, features_and_labels
 from quant_assets.defs.ingestion import (
     after_close_backfill_schedule,
     gap_backfill_job,
@@ -42,8 +42,7 @@ defs = dg.Definitions(
         raw_bars,
         corporate_actions,
         adjusted_bars,
-        features,
-        labels,
+        features_and_labels,
         *training_assets,
         champion_model,
         live_predictions,

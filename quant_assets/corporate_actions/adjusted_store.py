@@ -44,6 +44,7 @@ from quant_assets.corporate_actions.ledger import (
 from quant_assets.market import calendar
 from quant_assets.market.frames import BAR_COLUMNS, AdjustmentKind
 from quant_assets.storage.bars import read_bars
+from quant_assets.storage.bulk import read_select
 from quant_assets.storage.database import get_engine, insert_frame, to_db_timestamp, to_utc
 from quant_assets.storage.schema import (
     adjusted_bars,
@@ -332,18 +333,16 @@ def read_adjusted_bars(
     if kind not in ("total_return", "split_only"):
         raise ValueError(f"kind must be 'total_return' or 'split_only', not {kind!r}")
     t = adjusted_bars
-    cols = [*BAR_COLUMNS, "split_close", "price_factor", "split_factor"]
+    factors = ["split_close", "price_factor", "split_factor"] if kind == "split_only" else []
+    cols = [*BAR_COLUMNS, *factors]
     query = select(*(t.c[c] for c in cols)).where(
         t.c.ts >= to_db_timestamp(start, engine), t.c.ts < to_db_timestamp(end, engine)
     )
     if tickers is not None:
         query = query.where(t.c.ticker.in_(list(tickers)))
     with engine.connect() as conn:
-        frame = pd.DataFrame(
-            conn.execute(query.order_by(t.c.ticker, t.c.ts)).fetchall(), columns=cols
-        )
+        frame = read_select(conn, query.order_by(t.c.ticker, t.c.ts))
     frame["ticker"] = frame["ticker"].astype("string")
-    frame["ts"] = to_utc(frame["ts"]) if len(frame) else frame["ts"].astype("datetime64[ns, UTC]")
     for col in cols[2:]:
         frame[col] = frame[col].astype("float64")
     if kind == "split_only":
@@ -450,10 +449,7 @@ def _lock_ticker(conn: Connection, ticker: str) -> None:
 
 
 def _insert_adjusted(conn: Connection, adjusted: pd.DataFrame) -> None:
-    frame = adjusted.loc[:, list(ADJUSTED_COLUMNS)].copy()
-    frame["session"] = pd.Series(
-        [d.date() for d in pd.to_datetime(frame["session"])], index=frame.index, dtype="object"
-    )
+    frame = adjusted.loc[:, list(ADJUSTED_COLUMNS)]
     for start in range(0, len(frame), INSERT_CHUNK_ROWS):
         _insert_chunk(conn, frame.iloc[start : start + INSERT_CHUNK_ROWS])
 

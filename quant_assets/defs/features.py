@@ -1,12 +1,15 @@
-"""``features`` and ``labels``: derived tables of the adjusted bars, partitioned like them, and
-the ``daily_tables`` job (adjusted bars → features → labels over a range of partitions)."""
+"""``features`` and ``labels``: derived tables of the adjusted bars, partitioned like them, built
+by one multi-asset step (a run that selects both reads each ticker's bars once), and the
+``daily_tables`` job (adjusted bars → features and labels over a range of partitions)."""
+
+from collections.abc import Iterator
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from quant_assets.daily_tables import (
-    build_features,
+    build_features_and_labels,
     build_labels,
     label_spec_json,
     write_features,
@@ -23,43 +26,97 @@ CHECK_FINITE = "finite_after_warmup"
 CHECK_LABELS = "labels_consistent"
 
 
-@dg.asset(
-    partitions_def=day_ticker_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=BIG_TABLES_POOL,
-    deps=[dg.AssetKey("adjusted_bars")],
-    group_name="features",
-    kinds={"sql", "pandas"},
-    description=(
-        "create_features() of the total-return adjusted bars (pandas-ta RSI, MACD, EMAs, "
-        "Bollinger bands, realized vol, time of day, lagged returns), table features. Each "
-        "session is warmed up from the ticker's earlier bars (counted in bars, so a thin ticker "
-        "reaches back further); a hole of more than a week of sessions restarts the series; "
-        "no lookahead."
-    ),
+FEATURES, LABELS = dg.AssetKey("features"), dg.AssetKey("labels")
+
+# Triple-barrier parameters: LabelSpec's fields and defaults.
+LabelsConfig = config_class("LabelsConfig", LabelSpec)
+
+
+@dg.multi_asset(
+    name="features_and_labels",
+    specs=[
+        dg.AssetSpec(
+            FEATURES,
+            deps=[dg.AssetKey("adjusted_bars")],
+            group_name="features",
+            kinds={"sql", "pandas"},
+            description=(
+                "create_features() of the total-return adjusted bars (pandas-ta RSI, MACD, EMAs, "
+                "Bollinger bands, realized vol, time of day, lagged returns), table features. "
+                "Each session is warmed up from the ticker's earlier bars (counted in bars, so a "
+                "thin ticker reaches back further); a hole of more than a week of sessions "
+                "restarts the series; no lookahead."
+            ),
+        ),
+        dg.AssetSpec(
+            LABELS,
+            deps=[dg.AssetKey("adjusted_bars")],
+            group_name="features",
+            kinds={"sql", "numba"},
+            description=(
+                "Triple-barrier labels (-1 down / 0 neutral / +1 up) of the adjusted bars, table "
+                "labels. Barriers at ±σ·k from an EWM volatility of past per-minute returns; the "
+                "vertical barrier, horizon minutes (wall clock) later and within the session, "
+                "gives 0. Sessions still in progress are skipped."
+            ),
+        ),
+    ],
     check_specs=[
         dg.AssetCheckSpec(
             CHECK_FINITE,
-            asset="features",
+            asset=FEATURES,
             description="Model inputs are finite on every warmed-up row.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            CHECK_LABELS,
+            asset=LABELS,
+            description="Labels in {-1, 0, 1}; t1 after ts and inside the same session.",
+        ),
     ],
+    partitions_def=day_ticker_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=BIG_TABLES_POOL,
+    can_subset=True,
 )
-def features(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
-    """Compute and store the features of every session × ticker partition of this run."""
+def features_and_labels(
+    context: dg.AssetExecutionContext, config: LabelsConfig, database: DatabaseResource
+) -> Iterator[dg.MaterializeResult]:
+    """Features and/or labels (whichever the run selects) of every session × ticker partition
+    of this run; one step, so a run that builds both reads each ticker's bars once."""
     engine = database.engine
-    frames = []
+    spec = LabelSpec(**dataclass_values(config, LabelSpec))
+    want_features = FEATURES in context.selected_asset_keys
+    want_labels = LABELS in context.selected_asset_keys
+    now = pd.Timestamp.now(tz="UTC")
+    feature_frames, label_frames = [], []
     for ticker, days in sorted(split_keys(context.partition_keys).items()):
-        frame = build_features(engine, ticker, days)
-        write_features(frame, engine)
-        frames.append(frame)
-        context.log.info(f"{ticker}: {len(frame)} feature rows over {len(days)} partitions")
+        done = [d for d in days if calendar.span_of_days(d, d)[1] <= now] if want_labels else []
+        if want_labels and len(done) < len(days):
+            context.log.info(f"{ticker}: {len(days) - len(done)} session(s) not over; skipped")
+        if want_features:
+            frame, labelled = build_features_and_labels(engine, ticker, days, done, spec)
+            write_features(frame, engine)
+            feature_frames.append(frame)
+            context.log.info(f"{ticker}: {len(frame)} feature rows over {len(days)} partitions")
+        elif done:
+            labelled = build_labels(engine, ticker, done, spec)
+        if done:
+            write_labels(labelled, spec, engine)
+            label_frames.append(labelled)
+    if want_features:
+        yield _features_result(feature_frames)
+    if want_labels:
+        yield _labels_result(label_frames, spec)
+
+
+def _features_result(frames: list[pd.DataFrame]) -> dg.MaterializeResult:
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     inputs = table[list(FEATURE_SPEC.columns)].astype("float64") if len(table) else None
     warm = table["warm"].astype(bool) if len(table) else pd.Series([], dtype=bool)
     bad_rows = 0 if inputs is None else int((~np.isfinite(inputs[warm])).any(axis=1).sum())
     nan_counts = {} if inputs is None else {c: int(n) for c, n in inputs.isna().sum().items()}
     return dg.MaterializeResult(
+        asset_key=FEATURES,
         metadata={
             "rows": dg.MetadataValue.int(len(table)),
             "warm_rows": dg.MetadataValue.int(int(warm.sum())),
@@ -69,6 +126,7 @@ def features(context: dg.AssetExecutionContext, database: DatabaseResource) -> d
         },
         check_results=[
             dg.AssetCheckResult(
+                asset_key=FEATURES,
                 check_name=CHECK_FINITE,
                 passed=bad_rows == 0,
                 metadata={"warm_rows_with_nan_or_inf": bad_rows},
@@ -77,52 +135,12 @@ def features(context: dg.AssetExecutionContext, database: DatabaseResource) -> d
     )
 
 
-# Triple-barrier parameters: LabelSpec's fields and defaults.
-LabelsConfig = config_class("LabelsConfig", LabelSpec)
-
-
-@dg.asset(
-    partitions_def=day_ticker_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=BIG_TABLES_POOL,
-    deps=[dg.AssetKey("adjusted_bars")],
-    group_name="features",
-    kinds={"sql", "numba"},
-    description=(
-        "Triple-barrier labels (-1 down / 0 neutral / +1 up) of the adjusted bars, table labels. "
-        "Barriers at ±σ·k from an EWM volatility of past per-minute returns; the vertical "
-        "barrier, horizon minutes (wall clock) later and within the session, gives 0. Sessions "
-        "still in progress are skipped."
-    ),
-    check_specs=[
-        dg.AssetCheckSpec(
-            CHECK_LABELS,
-            asset="labels",
-            description="Labels in {-1, 0, 1}; t1 after ts and inside the same session.",
-        )
-    ],
-)
-def labels(
-    context: dg.AssetExecutionContext, config: LabelsConfig, database: DatabaseResource
-) -> dg.MaterializeResult:
-    """Label the completed sessions of every session × ticker partition of this run."""
-    engine = database.engine
-    spec = LabelSpec(**dataclass_values(config, LabelSpec))
-    now = pd.Timestamp.now(tz="UTC")
-    frames = []
-    for ticker, days in sorted(split_keys(context.partition_keys).items()):
-        done = [d for d in days if calendar.span_of_days(d, d)[1] <= now]
-        if len(done) < len(days):
-            context.log.info(f"{ticker}: {len(days) - len(done)} session(s) not over; skipped")
-        if not done:
-            continue
-        frame = build_labels(engine, ticker, done, spec)
-        write_labels(frame, spec, engine)
-        frames.append(frame)
+def _labels_result(frames: list[pd.DataFrame], spec: LabelSpec) -> dg.MaterializeResult:
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["label"])
     counts = table["label"].value_counts(dropna=False)
     balance = {str(k): int(v) for k, v in counts.items()}
     return dg.MaterializeResult(
+        asset_key=LABELS,
         metadata={
             "rows": dg.MetadataValue.int(len(table)),
             "class_balance": dg.MetadataValue.json(balance),
@@ -143,6 +161,7 @@ def _label_check(table: pd.DataFrame) -> dg.AssetCheckResult:
     else:
         bad_t1 = 0
     return dg.AssetCheckResult(
+        asset_key=LABELS,
         check_name=CHECK_LABELS,
         passed=bad_value == 0 and bad_t1 == 0,
         metadata={"bad_values": bad_value, "bad_t1": bad_t1},
@@ -151,6 +170,6 @@ def _label_check(table: pd.DataFrame) -> dg.AssetCheckResult:
 
 daily_tables_job = dg.define_asset_job(
     "daily_tables",
-    selection=dg.AssetSelection.assets("adjusted_bars", features, labels),
+    selection=dg.AssetSelection.assets("adjusted_bars", FEATURES, LABELS),
     description="Adjusted bars, features and labels for a range of session × ticker partitions.",
 )

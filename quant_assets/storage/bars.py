@@ -8,6 +8,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 
 from quant_assets.market.frames import BAR_COLUMNS, as_bar_dtypes, empty_bars
+from quant_assets.storage.bulk import read_select
 from quant_assets.storage.database import insert_new, to_db_timestamp, to_utc, write_to_db
 from quant_assets.storage.quarantine import quarantine_rows
 from quant_assets.storage.schema import bar_quarantine, price_data
@@ -33,10 +34,9 @@ def read_bars(
         query = query.where(price_data.c.ticker.in_(list(tickers)))
     query = query.order_by(price_data.c.ticker, price_data.c.ts)
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).fetchall(), columns=list(BAR_COLUMNS))
+        frame = read_select(conn, query)
     if frame.empty:
         return empty_bars()
-    frame["ts"] = to_utc(frame["ts"])
     return as_bar_dtypes(frame)
 
 

@@ -11,6 +11,7 @@ Passwords never reach logs, reprs or errors: URLs are rendered with ``hide_passw
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -18,14 +19,29 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import psycopg2.errors
 import pyarrow as pa
 import pyarrow.csv as arrow_csv
-from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, or_, text
+from sqlalchemy import (
+    Connection,
+    Date,
+    Engine,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    inspect,
+    or_,
+    text,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.dml import Insert
 from tenacity import (
     RetryError,
     Retrying,
@@ -35,6 +51,7 @@ from tenacity import (
 )
 
 from quant_assets.settings import Settings, get_settings
+from quant_assets.storage.bulk import sqlite_executemany
 from quant_assets.storage.quarantine import row_key
 from quant_assets.storage.schema import TABLES, metadata
 
@@ -294,7 +311,7 @@ def upsert_frame(
     ordered = df[columns].sort_values(keys, kind="stable") if set(keys) <= set(columns) else df
     if conn.dialect.name == "postgresql":
         return _upsert_postgres_copy(conn, table, ordered[columns], update)
-    return _upsert_generic(conn, table, ordered[columns], update)
+    return _upsert_sqlite(conn, table, ordered[columns], update)
 
 
 def insert_frame(conn: Connection, table_name: str, df: pd.DataFrame) -> int:
@@ -313,12 +330,17 @@ def insert_frame(conn: Connection, table_name: str, df: pd.DataFrame) -> int:
         try:
             cursor.copy_expert(
                 f"COPY {quote(table.name)} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')",
-                _csv_buffer(df[columns]),
+                _csv_buffer(df[columns], table),
             )
             return len(df)
         finally:
             cursor.close()
-    return conn.execute(table.insert(), _records(df[columns], naive_utc=True)).rowcount
+    return sqlite_executemany(conn, _plain_insert(table.name), df[columns])
+
+
+@functools.cache
+def _plain_insert(table_name: str) -> Insert:
+    return get_table(table_name).insert()
 
 
 def _checked_columns(df: pd.DataFrame, table: Table) -> list[str]:
@@ -331,11 +353,11 @@ def _checked_columns(df: pd.DataFrame, table: Table) -> list[str]:
     for column in table.columns:
         length = getattr(column.type, "length", None)
         if length and column.name in df.columns:
-            too_long = df[column.name].dropna().astype(str).str.len() > length
-            if too_long.any():
-                example = df.loc[too_long[too_long].index[0], column.name]
+            # Distinct values only: a key column repeats a few values over many rows.
+            too_long = [v for v in pd.unique(df[column.name].dropna()) if len(str(v)) > length]
+            if too_long:
                 raise ValueError(
-                    f"{table.name}.{column.name} holds at most {length} characters: {example!r}"
+                    f"{table.name}.{column.name} holds at most {length} characters: {too_long[0]!r}"
                 )
     return [c.name for c in table.columns if c.name in df.columns]
 
@@ -345,10 +367,17 @@ def _update_columns(table: Table, columns: Sequence[str]) -> list[str]:
     return [c for c in columns if c not in keys]
 
 
-def _upsert_generic(conn: Connection, table: Table, df: pd.DataFrame, update: bool) -> int:
-    records = _records(df, naive_utc=conn.dialect.name == "sqlite")
+def _upsert_sqlite(conn: Connection, table: Table, df: pd.DataFrame, update: bool) -> int:
+    stmt = _sqlite_upsert(table.name, tuple(df.columns), update)
+    return sqlite_executemany(conn, stmt, df)
+
+
+@functools.cache
+def _sqlite_upsert(table_name: str, columns: tuple[str, ...], update: bool) -> Insert:
+    """One statement object per table, columns and mode (so its compiled form is reused)."""
+    table = get_table(table_name)
     stmt = sqlite_insert(table)
-    updates = _update_columns(table, df.columns) if update else []
+    updates = _update_columns(table, columns) if update else []
     keys = [c.name for c in table.primary_key.columns]
     if updates:
         stmt = stmt.on_conflict_do_update(
@@ -358,18 +387,7 @@ def _upsert_generic(conn: Connection, table: Table, df: pd.DataFrame, update: bo
         )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-    return conn.execute(stmt, records).rowcount
-
-
-def _records(df: pd.DataFrame, naive_utc: bool) -> list[dict[str, Any]]:
-    out = df.copy()
-    for col in out.columns:
-        if isinstance(out[col].dtype, pd.DatetimeTZDtype):
-            out[col] = out[col].dt.tz_convert("UTC")
-            if naive_utc:
-                out[col] = out[col].dt.tz_localize(None)
-    out = out.astype(object).where(out.notna(), None)
-    return out.to_dict("records")
+    return stmt
 
 
 def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame, update: bool) -> int:
@@ -389,13 +407,16 @@ def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame, upda
         conflict = f"DO UPDATE SET {set_clause} WHERE {changed}"
     else:
         conflict = "DO NOTHING"
+    buffer = _csv_buffer(df, table)
     cursor = conn.connection.driver_connection.cursor()
     try:
+        if _copied_straight_in(cursor, table, df, quote, col_list, buffer):
+            return len(df)
         cursor.execute(
             f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
         )
         cursor.copy_expert(
-            f"COPY {stage} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')", _csv_buffer(df)
+            f"COPY {stage} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')", buffer
         )
         # ORDER BY the key: concurrent writers then lock rows in one order (no deadlock cycle).
         cursor.execute(
@@ -409,7 +430,48 @@ def _upsert_postgres_copy(conn: Connection, table: Table, df: pd.DataFrame, upda
         cursor.close()
 
 
-def _csv_buffer(df: pd.DataFrame) -> io.BytesIO:
+def _copied_straight_in(
+    cursor: Any, table: Table, df: pd.DataFrame, quote: Any, col_list: str, buffer: io.BytesIO
+) -> bool:
+    """When no stored row has a key of ``df``, COPY it straight into the table (what the upsert
+    would insert, without the staging table) and say so.
+
+    The check looks at the keys' bounding box (text keys by value); a row a concurrent writer
+    commits meanwhile makes the COPY fail on the key, which rolls back to a savepoint and leaves
+    the upsert to do it. Rows go in key order, so such writers never wait on each other in a cycle.
+    """
+    keys = list(table.primary_key.columns)
+    if any(k.name not in df.columns for k in keys):  # a generated key: nothing to look up
+        return False
+    conditions, params = [], []
+    for column in keys:
+        values = df[column.name]
+        if isinstance(column.type, String | Text):
+            conditions.append(f"{quote(column.name)} = ANY(%s)")
+            params.append([str(v) for v in pd.unique(values)])
+        else:
+            conditions.append(f"{quote(column.name)} BETWEEN %s AND %s")
+            bounds = (values.min(), values.max())
+            params.extend(v.item() if isinstance(v, np.generic) else v for v in bounds)
+    cursor.execute(
+        f"SELECT 1 FROM {quote(table.name)} WHERE {' AND '.join(conditions)} LIMIT 1", params
+    )
+    if cursor.fetchone() is not None:
+        return False
+    cursor.execute("SAVEPOINT copy_straight_in")
+    try:
+        cursor.copy_expert(
+            f"COPY {quote(table.name)} ({col_list}) FROM STDIN WITH (FORMAT csv, NULL '')", buffer
+        )
+    except psycopg2.errors.UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT copy_straight_in")
+        buffer.seek(0)
+        return False
+    cursor.execute("RELEASE SAVEPOINT copy_straight_in")
+    return True
+
+
+def _csv_buffer(df: pd.DataFrame, table: Table) -> io.BytesIO:
     # Arrow's C++ CSV writer is ~4x faster than DataFrame.to_csv here; it writes timestamps as
     # ISO-8601 with a Z suffix, floats in shortest round-trip form (COPY stores the same doubles
     # the SQLite path stores) and nulls as unquoted empty fields (NULL '' in COPY).
@@ -417,6 +479,9 @@ def _csv_buffer(df: pd.DataFrame) -> io.BytesIO:
     for col in out.columns:
         if isinstance(out[col].dtype, pd.DatetimeTZDtype):
             out[col] = out[col].dt.tz_convert("UTC")
+        elif isinstance(table.c[col].type, Date) and pd.api.types.is_datetime64_dtype(out[col]):
+            days = pa.array(out[col].to_numpy(dtype="datetime64[D]"))  # date32: YYYY-MM-DD
+            out[col] = pd.Series(pd.arrays.ArrowExtensionArray(days), index=out.index)
     buffer = io.BytesIO()
     # combine_chunks: Arrow 25 writes garbage for columns of unequal chunking (after a concat).
     arrow_csv.write_csv(

@@ -6,10 +6,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import text
 
+from quant_assets import daily_tables
 from quant_assets.corporate_actions.adjusted_store import read_adjusted_bars, rebuild_adjusted_bars
 from quant_assets.corporate_actions.ledger import fetch_corporate_actions
-from quant_assets.defs.features import features, labels
+from quant_assets.defs.features import FEATURES, LABELS, features_and_labels
 from quant_assets.defs.resources import DatabaseResource
 from quant_assets.features.indicators import create_features
 from quant_assets.features.spec import FEATURE_SPEC
@@ -23,13 +25,13 @@ from quant_assets.storage.database import get_engine, read_from_db
 TICKERS = ["AAPL", "MSFT"]
 HISTORY = ("2026-08-24", "2026-09-04")
 TARGET = ("2026-09-03", "2026-09-04")
+TABLES = ("features", "labels")
 
 
-def materialize(
-    asset: dg.AssetsDefinition, instance: dg.DagsterInstance
-) -> dg.ExecuteInProcessResult:
+def materialize(keys: list[dg.AssetKey], instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [asset],
+        [features_and_labels],
+        selection=keys,
         instance=instance,
         resources={"database": DatabaseResource()},
         tags={
@@ -37,6 +39,14 @@ def materialize(
             "dagster/asset_partition_range_end": f"{TARGET[1]}|{TICKERS[-1]}",
         },
     )
+
+
+def materializations(
+    result: dg.ExecuteInProcessResult, key: dg.AssetKey
+) -> list[dg.AssetMaterialization]:
+    """The run's materializations of one of the step's two assets."""
+    node = result.asset_materializations_for_node("features_and_labels")
+    return [m for m in node if m.asset_key == key]
 
 
 @pytest.fixture
@@ -64,7 +74,7 @@ def test_features_equal_the_core_on_full_history(
     quant_env: Settings, adjusted: pd.DataFrame
 ) -> None:
     with dg.instance_for_test() as instance:
-        result = materialize(features, instance)
+        result = materialize([FEATURES], instance)
     assert result.success
     check = result.get_asset_check_evaluations()[0]
     assert check.passed
@@ -79,7 +89,7 @@ def test_features_equal_the_core_on_full_history(
     np.testing.assert_allclose(
         stored[cols].to_numpy(float), expected[cols].to_numpy(float), rtol=1e-9, atol=1e-9
     )
-    meta = result.asset_materializations_for_node("features")[0].metadata
+    meta = materializations(result, FEATURES)[0].metadata
     assert meta["rows"].value == len(stored) and meta["warm_rows"].value == len(stored)
 
 
@@ -87,8 +97,8 @@ def test_labels_equal_the_core_and_report_balance(
     quant_env: Settings, adjusted: pd.DataFrame
 ) -> None:
     with dg.instance_for_test() as instance:
-        result = materialize(labels, instance)
-        again = materialize(labels, instance)
+        result = materialize([LABELS], instance)
+        again = materialize([LABELS], instance)
     assert result.success and again.success
     assert result.get_asset_check_evaluations()[0].passed
     stored = read_from_db(
@@ -100,6 +110,34 @@ def test_labels_equal_the_core_and_report_balance(
     expected = on_target(triple_barrier_labels(bars, LabelSpec()))
     assert len(stored) == len(expected)
     assert stored["label"].astype("Int8").tolist() == expected["label"].tolist()
-    balance = result.asset_materializations_for_node("labels")[0].metadata["class_balance"].value
+    balance = materializations(result, LABELS)[0].metadata["class_balance"].value
     assert sum(balance.values()) == len(stored)
     assert set(balance) >= {"-1", "0", "1"}
+
+
+def test_one_run_of_both_reads_each_tickers_bars_once_and_stores_the_same(
+    quant_env: Settings, adjusted: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = get_engine(quant_env)
+    with dg.instance_for_test() as instance:
+        assert materialize([FEATURES], instance).success
+        assert materialize([LABELS], instance).success
+    alone = {t: read_from_db(f"SELECT * FROM {t} ORDER BY ticker, ts", engine) for t in TABLES}
+    with engine.begin() as conn:
+        for table in TABLES:
+            conn.execute(text(f"DELETE FROM {table}"))
+    reads = []
+    real_read = daily_tables.read_adjusted_bars
+
+    def counted(*args, **kwargs):
+        reads.append(args[1])
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(daily_tables, "read_adjusted_bars", counted)
+    with dg.instance_for_test() as instance:
+        result = materialize([FEATURES, LABELS], instance)
+    assert result.success and len(result.get_asset_check_evaluations()) == 2
+    assert sorted(reads) == [[t] for t in TICKERS]
+    for table in TABLES:
+        both = read_from_db(f"SELECT * FROM {table} ORDER BY ticker, ts", engine)
+        pd.testing.assert_frame_equal(both, alone[table])

@@ -1,0 +1,203 @@
+"""Bulk row transfer without a dict or ``Row`` per row: frames to DBAPI parameter tuples, query
+results straight into columns.
+
+Writes on SQLite: each column is converted at once to the values SQLAlchemy's bind processors
+would send (naive-UTC timestamp text, ``YYYY-MM-DD`` dates, 0/1 booleans, floats — a NaN is
+stored as NULL by SQLite itself), zipped into tuples and sent by the sqlite3 cursor's
+``executemany`` of the statement SQLAlchemy compiles: the same SQL and the same stored values
+as ``Connection.execute(stmt, list_of_dicts)``. Columns of a dtype not converted here fall back
+to SQLAlchemy's own processor per value.
+
+Reads skip SQLAlchemy's ``Row`` objects and result processors: on SQLite the DBAPI cursor's
+tuples become columns; on PostgreSQL the query runs as ``COPY (…) TO STDOUT`` and Arrow's CSV
+reader parses it. Timestamps come back as ``datetime64[ns, UTC]`` on both.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as arrow_csv
+from sqlalchemy import Boolean, Connection, Date, DateTime, Float, Integer, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.types import TypeEngine
+
+
+def sqlite_executemany(conn: Connection, stmt: Insert, df: pd.DataFrame) -> int:
+    """Execute ``stmt`` once per row of ``df`` (its columns bound by name) on SQLite; return the
+    rows changed, as ``Connection.execute(stmt, records)`` does."""
+    sql, order = _compiled(stmt, tuple(df.columns), conn.dialect)
+    unknown = sorted(set(order) - set(df.columns))
+    if unknown:
+        raise ValueError(f"statement binds {unknown}, which the frame lacks")
+    table = stmt.table
+    columns = [sqlite_values(df[name], table.c[name].type, conn) for name in order]
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(sql, zip(*columns, strict=True))
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(stmt: Insert, columns: tuple[str, ...], dialect: Dialect) -> tuple[str, list[str]]:
+    """The SQL text and parameter order of ``stmt`` binding ``columns`` (compiled once)."""
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    return compiled.string, list(compiled.positiontup or [])
+
+
+def sqlite_values(values: pd.Series, sql_type: TypeEngine, conn: Connection) -> list[Any]:
+    """One column as the values SQLAlchemy's SQLite bind processor gives for its elements."""
+    dtype = values.dtype
+    if isinstance(sql_type, DateTime) and pd.api.types.is_datetime64_any_dtype(dtype):
+        return _datetime_text(values, "us")
+    if isinstance(sql_type, Date) and pd.api.types.is_datetime64_any_dtype(dtype):
+        return _datetime_text(values, "D")
+    if isinstance(sql_type, Float) and pd.api.types.is_numeric_dtype(dtype):
+        # SQLite stores a bound NaN as NULL (sqlite3VdbeMemSetDouble), as the None sent before.
+        return values.to_numpy(dtype="float64", na_value=np.nan).tolist()
+    if isinstance(sql_type, Boolean) and dtype == np.dtype(bool):
+        return values.to_numpy(dtype="int64").tolist()
+    if isinstance(sql_type, Integer) and dtype == np.dtype("int64"):
+        return values.tolist()
+    # Anything else exactly as the dict path treated it: None for NA, then the type's processor.
+    objects = values.astype(object).where(values.notna(), None).tolist()
+    process = sql_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return objects if process is None else [process(v) for v in objects]
+
+
+def _datetime_text(values: pd.Series, unit: str) -> list[Any]:
+    """Naive-UTC ISO text, ``YYYY-MM-DD HH:MM:SS.ffffff`` (unit us) or ``YYYY-MM-DD`` (unit D)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    stamps = values.to_numpy(dtype=f"datetime64[{unit}]")
+    text = np.char.replace(np.datetime_as_string(stamps, unit=unit), "T", " ").astype(object)
+    text[np.isnat(stamps)] = None
+    return text.tolist()
+
+
+def read_select(conn: Connection, query: Select) -> pd.DataFrame:
+    """The rows of ``query`` as a frame of its selected columns, without a ``Row`` per row.
+
+    DateTime columns come back as ``datetime64[ns, UTC]``; floats as float64 (NULL as NaN);
+    other columns as the backend gives them (SQLite) or Arrow parses them (PostgreSQL).
+    """
+    names = [c.key for c in query.selected_columns]
+    types = [c.type for c in query.selected_columns]
+    if conn.dialect.name == "postgresql":
+        frame = _copy_out(conn, query, names, types)
+        for name, sql_type in zip(names, types, strict=True):
+            if isinstance(sql_type, DateTime):  # Arrow parsed them: microseconds, UTC
+                frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[ns, UTC]")
+            elif isinstance(sql_type, Float):
+                frame[name] = frame[name].astype("float64")
+        return frame
+    result = conn.execute(query)
+    with _gc_paused():
+        try:
+            rows = result.cursor.fetchall()  # the DBAPI's tuples: no Row, no result processor
+        finally:
+            result.close()
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    return pd.DataFrame(
+        {
+            name: _typed(np.array(values, dtype=object), sql_type)
+            for name, values, sql_type in zip(names, columns, types, strict=True)
+        }
+    )
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while many acyclic tuples are made: each collection of the
+    oldest generation walks every object of the process (a large heap with pandas and Dagster
+    loaded), which costs more than the fetch itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _typed(values: np.ndarray, sql_type: TypeEngine) -> Any:
+    """One column of values in the dtype its SQL type reads as."""
+    if isinstance(sql_type, DateTime):
+        parsed = pd.to_datetime(values, utc=True, format="ISO8601")
+        return parsed.astype("datetime64[ns, UTC]")
+    if isinstance(sql_type, Float):
+        return values.astype("float64")  # None -> NaN
+    if isinstance(sql_type, Integer) and values.dtype == object:
+        try:
+            return values.astype("int64")
+        except TypeError:  # a NULL: keep the Python objects (None stays None)
+            return values
+    return values
+
+
+# Session settings that make COPY's text independent of the server's configuration: ISO dates,
+# UTC offsets, and floats in shortest round-trip form (any extra_float_digits > 0, PG 12+).
+_COPY_SETTINGS = (
+    "SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL TimeZone = 'UTC'; SET LOCAL extra_float_digits = 1"
+)
+
+
+def _copy_out(
+    conn: Connection, query: Select, names: Sequence[str], types: Sequence[TypeEngine]
+) -> pd.DataFrame:
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(_COPY_SETTINGS)
+        # COPY takes no parameters: the driver binds them into the text (its own quoting).
+        sql = cursor.mogrify(compiled.string, compiled.params).decode()
+        buffer = io.BytesIO()
+        cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", buffer)
+    finally:
+        cursor.close()
+    if not buffer.tell():  # no rows (Arrow refuses an empty file)
+        return pd.DataFrame({n: pd.Series([], dtype=object) for n in names})
+    buffer.seek(0)
+    column_types = {
+        n: t for n, t in zip(names, (_arrow_type(t) for t in types), strict=True) if t is not None
+    }
+    table = arrow_csv.read_csv(
+        buffer,
+        read_options=arrow_csv.ReadOptions(column_names=list(names)),
+        convert_options=arrow_csv.ConvertOptions(
+            column_types=column_types,
+            true_values=["t"],
+            false_values=["f"],
+            strings_can_be_null=True,  # unquoted empty field = NULL; quoted "" = empty text
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    return table.to_pandas()
+
+
+def _arrow_type(sql_type: TypeEngine) -> pa.DataType | None:
+    if isinstance(sql_type, DateTime):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(sql_type, Date):
+        return pa.date32()
+    if isinstance(sql_type, Float):
+        return pa.float64()
+    if isinstance(sql_type, Boolean):
+        return pa.bool_()
+    if isinstance(sql_type, Integer):
+        return pa.int64()
+    if isinstance(sql_type, String | Text):
+        return pa.string()
+    return None
