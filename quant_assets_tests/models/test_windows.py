@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from quant_assets.models.dataset import TrainingDataset
 from quant_assets.models.training import predict_proba, train_model
 from quant_assets.models.windows import WindowIndex, window_dataset
-from quant_assets_tests.models.helpers import TINY
+from quant_assets_tests.models.helpers import TINY, materialized_fit
 
 
 def naive_windows(rows: np.ndarray, end_row: np.ndarray, window: int) -> np.ndarray:
@@ -97,46 +97,6 @@ def test_the_pipeline_yields_every_window_with_its_label_and_weight(
     np.testing.assert_array_equal(np.concatenate([b[1].numpy() for b in batches]), y[order])
 
 
-def materialized_fit(arch: str, dataset: TrainingDataset) -> tuple[dict, list[np.ndarray]]:
-    """``train_model`` as it was before the windows were gathered by index: Keras' own
-    shuffling and class weights on the materialized arrays."""
-    import keras
-
-    from quant_assets.models.architectures import build_model
-
-    config = TINY
-    keras.utils.set_random_seed(config.seed)
-    y_val = dataset.y("val", step=config.val_stride)
-    model = build_model(arch, dataset.window, len(dataset.columns), config)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate_for(arch)),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    weights = dataset.class_weights
-    w_val = np.array([weights[k] for k in range(3)], dtype=np.float32)[y_val.astype(np.int64)]
-    fit = model.fit(
-        dataset.windows("train"),
-        dataset.y("train").astype(np.int32),
-        validation_data=(
-            dataset.windows("val", step=config.val_stride),
-            y_val.astype(np.int32),
-            w_val,
-        ),
-        epochs=config.epochs_for(arch),
-        batch_size=config.batch_size,
-        class_weight=weights,
-        callbacks=[
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=config.patience, restore_best_weights=True
-            )
-        ],
-        shuffle=True,
-        verbose=0,
-    )
-    return fit.history, model.get_weights()
-
-
 @pytest.mark.parametrize("arch", ["lstm", "transformer"])
 def test_training_on_gathered_windows_matches_materialized_training(
     small_dataset: TrainingDataset, arch: str
@@ -144,7 +104,8 @@ def test_training_on_gathered_windows_matches_materialized_training(
     """Same seed, same batches in the same order, same weights: the metrics and weights agree
     to float32 rounding (rtol 1e-6; observed: bit-identical). Any other shuffle order would
     move them by far more (~1e-2 on the loss after two epochs)."""
-    history, weights = materialized_fit(arch, small_dataset)
+    history, model = materialized_fit(arch, small_dataset, TINY)
+    weights = model.get_weights()
     result = train_model(arch, small_dataset, TINY)
     assert result.history.keys() == history.keys()
     for key, values in history.items():
