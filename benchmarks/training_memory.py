@@ -15,7 +15,9 @@ each epoch (fit + validation pass, from a callback):
   ``models.windows``) and ``ValidationSet.from_dataset`` scored chunk by chunk.
 
 Both start by loading the dataset from the .npz, as the stage does; the TFLite export and the
-parity check (128 windows) are left out: their memory does not grow with the tickers.
+parity check (128 windows) are left out: their memory does not grow with the tickers. A third
+child per dataset, ``baseline``, loads it and builds the model without training: the memory
+every stage holds anyway (TensorFlow alone is most of it), so the growth above it is shown too.
 Every configuration runs ``REPEATS`` times, interleaved with the others; its figures are the
 highest peak RSS and the fastest epoch after the first (which traces the graph) of its runs,
 the time least disturbed by whatever else shares the cores. Goals: gathered peak RSS at 40
@@ -36,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from quant_assets.labels import LabelSpec
@@ -133,11 +136,29 @@ def gathered_stage(dataset: TrainingDataset, timer: Any) -> dict[str, Any]:
     return {"val_loss": fitted.result.history["val_loss"], "n": n}
 
 
+def baseline_stage(dataset: TrainingDataset, timer: Any) -> dict[str, Any]:
+    """What every stage holds before any segment's windows: TensorFlow, the dataset and a
+    model that has predicted one batch."""
+    from quant_assets.models.architectures import build_model
+    from quant_assets.models.training import predict_proba
+
+    model = build_model("lstm", dataset.window, len(dataset.columns), CONFIG)
+    predict_proba(model, dataset.windows("val", limit=CONFIG.batch_size))
+    return {"val_loss": [], "n": []}
+
+
+STAGES = {
+    "baseline": baseline_stage,
+    "materialized": materialized_stage,
+    "gathered": gathered_stage,
+}
+
+
 def child(mode: str, path: Path) -> None:
     """One configuration, in this fresh process: print its figures as one JSON line."""
     timer = epoch_timer()
     dataset = TrainingDataset.load(path)
-    out = (materialized_stage if mode == "materialized" else gathered_stage)(dataset, timer)
+    out = STAGES[mode](dataset, timer)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({**out, "epochs": timer.seconds, "peak_mib": peak_kib / 1024}))
 
@@ -157,7 +178,7 @@ def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first (which traces the graph) of any run, the first run's losses."""
     return {
         "peak_mib": max(r["peak_mib"] for r in runs),
-        "epoch_s": min(min(r["epochs"][1:] or r["epochs"]) for r in runs),
+        "epoch_s": min(min(r["epochs"][1:] or r["epochs"] or [np.nan]) for r in runs),
         "val_loss": runs[0]["val_loss"],
     }
 
@@ -179,12 +200,23 @@ def main() -> int:
             for n in TICKERS:
                 for mode in MODES:
                     runs.setdefault((mode, n), []).append(run_child(mode, paths[n]))
+        for n in TICKERS:
+            runs["baseline", n] = [run_child("baseline", paths[n])]
     figures = {key: combined(found) for key, found in runs.items()}
 
     print(f"{'mode':<13}{'tickers':>8}{'peak RSS MiB':>14}{'s/epoch':>9}  val_loss")
-    for (mode, n), f in figures.items():
+    for (mode, n), f in sorted(figures.items(), key=lambda item: item[0][1]):
         losses = ", ".join(f"{v:.4f}" for v in f["val_loss"])
         print(f"{mode:<13}{n:>8}{f['peak_mib']:>14.0f}{f['epoch_s']:>9.2f}  {losses}")
+    above = {
+        key: f["peak_mib"] - figures["baseline", key[1]]["peak_mib"]
+        for key, f in figures.items()
+        if key[0] != "baseline"
+    }
+    print(
+        "above the baseline (TensorFlow, the dataset, a built model), MiB: "
+        + ", ".join(f"{mode} {n}: {v:.0f}" for (mode, n), v in above.items())
+    )
     small, large = TICKERS
     rss = {m: figures[m, large]["peak_mib"] / figures[m, small]["peak_mib"] for m in MODES}
     saved = 1 - figures["gathered", large]["peak_mib"] / figures["materialized", large]["peak_mib"]
