@@ -5,15 +5,15 @@ ticker, then time; ``models.dataset`` only makes samples whose window lies withi
 valid bars). A segment's windows, materialized, cost ``window`` times the rows they come from
 (60×: ~33 GB per evaluation segment at 500 tickers × 250 sessions), so nothing holds them:
 ``WindowIndex`` keeps the rows and the end rows and gathers a chunk at a time, and
-``window_dataset`` is the ``tf.data`` pipeline that gathers each training batch inside
-TensorFlow.
+``window_dataset`` is the ``tf.data`` pipeline that gathers each training batch as it is drawn.
 
 ``window_dataset`` draws its batches as Keras' own array adapter
 (``keras.src.trainers.data_adapters.array_data_adapter``, Keras 3.15) does for NumPy inputs:
 one ``tf.random.shuffle`` permutation of the sample indices per epoch, full batches then the
-partial one, ``tf.gather`` per batch. Under the same ``keras.utils.set_random_seed`` a model
-therefore sees the same batches in the same order as ``model.fit`` on the materialized arrays
-and trains to the same weights (tested).
+partial one. Under the same ``keras.utils.set_random_seed`` a model therefore sees the same
+batches in the same order as ``model.fit`` on the materialized arrays and trains to the same
+weights (tested). Each batch's windows are gathered by NumPy from the rows in place
+(``tf.numpy_function``): a TensorFlow constant of the rows would be a copy of them.
 """
 
 from __future__ import annotations
@@ -117,12 +117,7 @@ def window_dataset(
     Keras' array adapter draws it (see the module docstring)."""
     import tensorflow as tf
 
-    if windows.columns is not None:
-        raise ValueError("window_dataset gathers whole rows: cut windows are for scoring")
     n = len(windows)
-    rows = tf.constant(windows.rows)
-    end_row = tf.constant(windows.end_row, dtype=tf.int64)
-    offsets = tf.constant(windows.offsets)
     extras = tuple(
         tf.constant(a) for a in (y, sample_weight) if a is not None
     )  # sample_weight without y is meaningless; Keras never passes it
@@ -139,8 +134,12 @@ def window_dataset(
             out = out.concatenate(tf.data.Dataset.from_tensors(indices[full * batch_size :]))
         return out
 
+    def take(i: np.ndarray) -> np.ndarray:
+        return windows.take(i).astype(np.float32, copy=False)
+
     def gather(i: Any) -> Any:
-        x = tf.gather(rows, tf.gather(end_row, i)[:, None] + offsets[None, :])
+        x = tf.numpy_function(take, [i], tf.float32, stateful=False)
+        x.set_shape([None, windows.window, windows.n_features])
         return (x, *(tf.gather(a, i) for a in extras)) if extras else x
 
     options = tf.data.Options()
