@@ -46,7 +46,11 @@ from quant_assets.models import baselines
 from quant_assets.models.config import TrainingConfig
 from quant_assets.models.data import labelled_features_from_bars
 from quant_assets.models.dataset import TrainingDataset, build_dataset
-from quant_assets.models.training import classification_metrics, train_and_bundle
+from quant_assets.models.training import (
+    classification_metrics,
+    predict_proba,
+    train_and_bundle,
+)
 from quant_assets.settings import DEFAULT_TICKERS, Settings
 
 ORACLE_SHARE = 0.9
@@ -93,7 +97,7 @@ def run(signal: float, config: TrainingConfig, first, last, models_dir: Path) ->
         train_s[arch] = time.perf_counter() - t0
         import keras
 
-        proba = report.model.predict(ds.windows("test"), batch_size=2048, verbose=0)
+        proba = predict_proba(report.model, ds.window_index("test"))
         keras.backend.clear_session()
         m = classification_metrics(y, proba)
         m["null"] = baselines.sign_flip_null(y, proba, blocks, n_perm=300)

@@ -32,6 +32,7 @@ from quant_assets.models.bundle import read_manifest
 from quant_assets.models.dataset import TrainingDataset
 from quant_assets.models.inference import Predictor
 from quant_assets.models.parity import PredictorLoader, check_probs
+from quant_assets.models.windows import WindowIndex, predict_chunked
 
 
 class IncompatibleBundleError(ValueError):
@@ -42,13 +43,15 @@ class IncompatibleBundleError(ValueError):
 class ValidationSet:
     """Unscaled windows ``[n, T, F]``, labels (−1/0/+1) and the time of each window's last bar.
 
-    Rows are in time order; ``time_keys`` (int64 ns UTC) make the bootstrap resample whole
-    minutes across tickers. ``tickers`` (each sample's) and ``market`` (the segment's bars with
-    prices and σ, ``TrainingDataset.holdout_bars``) let the holdout be backtested; None when
-    the dataset did not keep them.
+    ``windows`` is a ``models.windows.WindowIndex``: gathered from the dataset's rows a chunk at
+    a time when a bundle is scored, never held whole. Rows are in time order; ``time_keys``
+    (int64 ns UTC) make the bootstrap resample whole minutes across tickers. ``tickers``
+    (each sample's) and ``market`` (the segment's bars with prices and σ,
+    ``TrainingDataset.holdout_bars``) let the holdout be backtested; None when the dataset did
+    not keep them.
     """
 
-    windows: np.ndarray
+    windows: WindowIndex
     labels: np.ndarray
     time_keys: np.ndarray
     columns: tuple[str, ...]
@@ -60,9 +63,9 @@ class ValidationSet:
 
     def __post_init__(self) -> None:
         n = len(self.labels)
-        if self.windows.ndim != 3 or len(self.windows) != n or len(self.time_keys) != n:
+        if len(self.windows) != n or len(self.time_keys) != n:
             raise ValueError("windows [n, T, F], labels [n] and time_keys [n] must agree")
-        if self.windows.shape[2] != len(self.columns):
+        if self.windows.n_features != len(self.columns):
             raise ValueError("windows' last axis must match columns")
         if self.tickers is not None and len(self.tickers) != n:
             raise ValueError("tickers [n] must agree with labels [n]")
@@ -70,7 +73,7 @@ class ValidationSet:
     @property
     def window(self) -> int:
         """Bars per window."""
-        return int(self.windows.shape[1])
+        return self.windows.window
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -87,7 +90,7 @@ class ValidationSet:
         keep = self.time_keys > pd.Timestamp(ts).value
         return replace(
             self,
-            windows=self.windows[keep],
+            windows=self.windows.subset(keep),
             labels=self.labels[keep],
             time_keys=self.time_keys[keep],
             tickers=None if self.tickers is None else self.tickers[keep],
@@ -97,7 +100,7 @@ class ValidationSet:
     @classmethod
     def from_arrays(
         cls,
-        windows: np.ndarray,
+        windows: np.ndarray | WindowIndex,
         labels: np.ndarray,
         time_keys: np.ndarray,
         columns: tuple[str, ...],
@@ -108,11 +111,14 @@ class ValidationSet:
         market: pd.DataFrame | None = None,
         label_spec: LabelSpec | None = None,
     ) -> ValidationSet:
-        """Build from arrays, stably sorted by time."""
+        """Build from arrays (``windows``: materialized or a ``WindowIndex``), stably sorted by
+        time."""
         keys = np.asarray(time_keys, dtype=np.int64)
         order = np.argsort(keys, kind="stable")
+        if not isinstance(windows, WindowIndex):
+            windows = WindowIndex.of_array(np.asarray(windows, dtype=np.float32))
         return cls(
-            np.asarray(windows, dtype=np.float32)[order],
+            windows.subset(order),
             np.asarray(labels, dtype=np.int8)[order],
             keys[order],
             tuple(columns),
@@ -129,7 +135,7 @@ class ValidationSet:
         frame = dataset.sample_frame(segment)
         ts = frame["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         return cls.from_arrays(
-            dataset.windows(segment, scaled=False),
+            dataset.window_index(segment, scaled=False),
             frame["label"].to_numpy(dtype=np.int8),
             ts,
             tuple(dataset.columns),
@@ -147,8 +153,8 @@ def load_validation_set(dataset_path: Path, segment: str = "holdout") -> Validat
     return ValidationSet.from_dataset(TrainingDataset.load(dataset_path), segment)
 
 
-def windows_for_bundle(vs: ValidationSet, meta: Mapping[str, Any]) -> np.ndarray:
-    """The set's windows cut to the bundle's feature columns and window length."""
+def windows_for_bundle(vs: ValidationSet, meta: Mapping[str, Any]) -> WindowIndex:
+    """The set's windows cut to the bundle's feature columns and window length (unmaterialized)."""
     spec = meta.get("feature_spec") or {}
     columns = tuple(spec.get("columns") or vs.columns)
     version = spec.get("version")
@@ -168,8 +174,7 @@ def windows_for_bundle(vs: ValidationSet, meta: Mapping[str, Any]) -> np.ndarray
         raise IncompatibleBundleError(f"window {window} > validation windows {vs.window}")
     if columns == vs.columns and window == vs.window:
         return vs.windows
-    idx = [vs.columns.index(c) for c in columns]
-    return np.ascontiguousarray(vs.windows[:, vs.window - window :, :][:, :, idx])
+    return vs.windows.cut(window, tuple(vs.columns.index(c) for c in columns))
 
 
 def reorder_classes(probs: np.ndarray, class_order: Any) -> np.ndarray:
@@ -234,7 +239,9 @@ def score_bundles(
         try:
             meta = read_manifest(bundle_dir)
             windows = windows_for_bundle(vs, meta)
-            raw = loader(Path(bundle_dir)).predict_windows(windows)
+            # Chunks of PREDICT_BATCH, a multiple of the TFLite runner's batch: the same
+            # interpreter calls as one call on all windows would make.
+            raw = predict_chunked(loader(Path(bundle_dir)).predict_windows, windows)
             probs = reorder_classes(check_probs(raw, len(vs)), meta.get("class_order"))
             out[name] = ScoredBundle(name, Path(bundle_dir), meta, probs)
         except Exception as e:  # one broken bundle must not stop the decision

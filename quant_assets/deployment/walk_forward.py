@@ -205,8 +205,8 @@ def network_probabilities(
     model = train_and_calibrate(arch, dataset, config).model
     return np.concatenate(
         [
-            predict_proba(model, dataset.scaler.transform(block.windows[lo : lo + PREDICT_CHUNK]))
-            for lo in range(0, len(block), PREDICT_CHUNK)
+            predict_proba(model, dataset.scaler.transform(chunk))
+            for chunk in block.windows.chunks(PREDICT_CHUNK)
         ]
     )
 
@@ -218,8 +218,9 @@ def logistic_probabilities(
     n_val = len(dataset.samples["val"])
     # The block's windows are unscaled (as a bundle gets them): scale the newest bar.
     newest = dataset.scaler.transform(lagged_features(block.windows))
-    evaluated = np.concatenate([lagged_features(dataset.windows("val")), newest])
-    raw = logistic(lagged_features(dataset.windows("train")), dataset.y("train"), evaluated, seed)
+    evaluated = np.concatenate([lagged_features(dataset.window_index("val")), newest])
+    train = lagged_features(dataset.window_index("train"))
+    raw = logistic(train, dataset.y("train"), evaluated, seed)
     shift = log_prior_shift(dataset.class_weights)  # its class_weight="balanced" is the same
     temperature = fit_temperature(raw[:n_val], dataset.y("val"), shift)
     return apply_temperature(raw[n_val:], temperature, shift)

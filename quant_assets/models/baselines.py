@@ -40,6 +40,7 @@ from sklearn.metrics import f1_score
 from quant_assets.market import calendar
 from quant_assets.models.calibration import apply_temperature, log_prior_shift
 from quant_assets.models.dataset import TrainingDataset
+from quant_assets.models.windows import WindowIndex
 
 UPDOWN = [0, 2]
 LOGISTIC_LAGS: tuple[int, ...] = (0, 5, 15, 30, 45)
@@ -57,10 +58,9 @@ def stratified(y_train: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).choice(3, size=n, p=freq / freq.sum())
 
 
-def lagged_features(windows: np.ndarray, lags: Sequence[int] = (0,)) -> np.ndarray:
+def lagged_features(windows: WindowIndex, lags: Sequence[int] = (0,)) -> np.ndarray:
     """Features of the bars ``lags`` steps before each window's newest bar, side by side."""
-    t = windows.shape[1]
-    return np.concatenate([windows[:, t - 1 - lag, :] for lag in lags if lag < t], axis=1)
+    return np.concatenate([windows.bar(lag) for lag in lags if lag < windows.window], axis=1)
 
 
 def logistic(
@@ -223,8 +223,8 @@ def baseline_probabilities(
     """Class probabilities of the fitted baselines on a segment (logistic, logistic_window;
     the oracle when ``market`` is given), one row per sample of the segment."""
     y_train = dataset.y("train")
-    x_train = dataset.windows("train")
-    x_eval = dataset.windows(segment)
+    x_train = dataset.window_index("train")
+    x_eval = dataset.window_index(segment)
     out = {
         "logistic": logistic(lagged_features(x_train), y_train, lagged_features(x_eval), seed),
         "logistic_window": logistic(

@@ -51,6 +51,7 @@ from quant_assets.features.spec import FEATURE_SPEC, FeatureSpec
 from quant_assets.labels import CLASS_NAMES, CLASS_ORDER, LabelSpec
 from quant_assets.market import calendar
 from quant_assets.models.config import TrainingConfig
+from quant_assets.models.windows import WindowIndex
 
 SEGMENTS: tuple[str, ...] = ("train", "val", "test", "holdout")
 REFERENCE_QUANTILES: tuple[float, ...] = tuple(np.round(np.linspace(0, 1, 11), 2).tolist())
@@ -294,15 +295,20 @@ class TrainingDataset:
     def columns(self) -> tuple[str, ...]:
         return self.feature_spec.columns
 
+    def window_index(
+        self, segment: str, scaled: bool = True, limit: int | None = None, step: int = 1
+    ) -> WindowIndex:
+        """The input windows of a segment (every ``step``-th of the first ``limit`` samples),
+        gathered from the rows only when taken (``models.windows``)."""
+        rows = self.rows_scaled if scaled else self.rows_raw
+        return WindowIndex(rows, self.samples[segment].end_row[:limit:step], self.window)
+
     def windows(
         self, segment: str, scaled: bool = True, limit: int | None = None, step: int = 1
     ) -> np.ndarray:
-        """(n, window, F) float32 input windows of a segment (every ``step``-th of the first
-        ``limit`` samples)."""
-        end = self.samples[segment].end_row[:limit:step]
-        rows = self.rows_scaled if scaled else self.rows_raw
-        offsets = np.arange(-self.window + 1, 1, dtype=np.int64)
-        return rows[end[:, None] + offsets[None, :]]
+        """(n, window, F) float32 input windows of ``window_index``, materialized: ``window``
+        times the memory of their rows, so for small sets (parity checks, tests) only."""
+        return self.window_index(segment, scaled, limit, step).materialize()
 
     def y(self, segment: str, step: int = 1) -> np.ndarray:
         """Class indices (0 down, 1 flat, 2 up) of a segment (every ``step``-th sample)."""

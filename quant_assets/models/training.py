@@ -4,7 +4,9 @@
 sparse categorical cross-entropy, weights the classes (balanced, from the train segment),
 fits on the train windows with the validation windows for ``EarlyStopping(val_loss,
 restore_best_weights=True)``, and returns the model with its per-epoch history. Callers add
-their own callbacks (the Dagster asset logs each epoch to MLflow through one).
+their own callbacks (the Dagster asset logs each epoch to MLflow through one). Windows are
+gathered from the rows batch by batch (``models.windows``), for fitting and predicting alike:
+a segment's windows are never materialized whole.
 
 ``train_and_calibrate`` then calibrates: the class weights skew the probabilities, so their
 log-prior shift ``ln w`` is taken out of the logits and a temperature T is fitted on the
@@ -51,6 +53,7 @@ from quant_assets.models.dataset import TrainingDataset
 from quant_assets.models.inference import TFLiteRunner
 from quant_assets.models.parity import compare_probabilities, keras_probabilities
 from quant_assets.models.tflite_export import export_tflite
+from quant_assets.models.windows import PREDICT_BATCH, WindowIndex, window_dataset
 
 UP, FLAT, DOWN = 2, 1, 0  # class indices
 logger = logging.getLogger(__name__)
@@ -81,11 +84,10 @@ def train_model(
     import keras
 
     keras.utils.set_random_seed(config.seed)
-    x_train, y_train = dataset.windows("train"), dataset.y("train")
+    y_train = dataset.y("train").astype(np.int32)
     # Early stopping watches every ``val_stride``-th validation window (speed); the metrics
     # and the concept-drift baseline use all of them.
-    x_val = dataset.windows("val", step=config.val_stride)
-    y_val = dataset.y("val", step=config.val_stride)
+    y_val = dataset.y("val", step=config.val_stride).astype(np.int32)
     model = build_model(arch, dataset.window, len(dataset.columns), config)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate_for(arch)),
@@ -101,19 +103,28 @@ def train_model(
     # the objective being trained (an unweighted val_loss rises as soon as the weighted model
     # leans towards the rarer classes, and stopped the Transformer after one epoch).
     weights = dataset.class_weights if config.class_weighting else None
-    validation: tuple[np.ndarray, ...] = (x_val, y_val.astype(np.int32))
-    if weights is not None:
-        w_val = np.array([weights[k] for k in range(3)], dtype=np.float32)[y_val.astype(np.int64)]
-        validation = (*validation, w_val)
+    per_class = None if weights is None else np.array([weights[k] for k in range(3)], np.float32)
+    # The windows are gathered from the rows batch by batch (``models.windows``), in the
+    # order Keras would draw them from materialized arrays.
+    train = window_dataset(
+        dataset.window_index("train"),
+        y_train,
+        None if per_class is None else per_class[y_train],
+        batch_size=config.batch_size,
+        shuffle=True,
+    )
+    validation = window_dataset(
+        dataset.window_index("val", step=config.val_stride),
+        y_val,
+        None if per_class is None else per_class[y_val],
+        batch_size=config.batch_size,
+    )
     fit = model.fit(
-        x_train,
-        y_train.astype(np.int32),
+        train,
         validation_data=validation,
         epochs=epochs,
-        batch_size=config.batch_size,
-        class_weight=weights,
         callbacks=[stopper, *callbacks],
-        shuffle=True,
+        shuffle=False,  # the dataset shuffles
         verbose=verbose,
     )
     seconds = time.perf_counter() - began
@@ -130,11 +141,18 @@ def train_model(
     )
 
 
-def predict_proba(model: Any, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
-    """Keras class probabilities (n, 3) in batches (``model.predict`` without progress bar)."""
+def predict_proba(
+    model: Any, x: np.ndarray | WindowIndex, batch_size: int = PREDICT_BATCH
+) -> np.ndarray:
+    """Keras class probabilities (n, 3) in batches (``model.predict`` without progress bar);
+    a ``WindowIndex`` is gathered batch by batch, never materialized."""
     if len(x) == 0:
         return np.zeros((0, 3), np.float32)
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    if isinstance(x, WindowIndex):
+        probs = model.predict(window_dataset(x, batch_size=batch_size), verbose=0)
+    else:
+        probs = model.predict(x, batch_size=batch_size, verbose=0)
+    return np.asarray(probs, dtype=np.float32)
 
 
 def classification_metrics(y_true: np.ndarray, proba_or_pred: np.ndarray) -> dict[str, Any]:
@@ -336,8 +354,8 @@ def train_and_calibrate(
     seconds["fit"] = result.seconds
     began = time.perf_counter()
     y_val, y_test = dataset.y("val"), dataset.y("test")
-    raw_val = predict_proba(result.model, dataset.windows("val"))
-    raw_test = predict_proba(result.model, dataset.windows("test"))
+    raw_val = predict_proba(result.model, dataset.window_index("val"))
+    raw_test = predict_proba(result.model, dataset.window_index("test"))
     shift = log_prior_shift(dataset.class_weights if config.class_weighting else None)
     temperature = fit_temperature(raw_val, y_val, shift)
     calibration = calibration_report(

@@ -66,7 +66,7 @@ def oracle_probs(scores: np.ndarray) -> np.ndarray:
 
 def test_probabilities_land_on_their_own_bars() -> None:
     vs = holdout()
-    probs = oracle_probs(vs.windows[:, -1, 0])
+    probs = oracle_probs(vs.windows.bar()[:, 0])
     result = holdout_backtest(vs, probs, SPEC)
     bars = vs.market.reset_index(drop=True)
     on_bars = np.full((len(bars), 3), np.nan)
@@ -82,7 +82,9 @@ def test_probabilities_land_on_their_own_bars() -> None:
 
 def test_the_planted_signal_earns_with_confidence_and_noise_does_not() -> None:
     vs = holdout()
-    oracle = net_value_of(holdout_backtest(vs, oracle_probs(vs.windows[:, -1, 0]), SPEC), vs, RULE)
+    oracle = net_value_of(
+        holdout_backtest(vs, oracle_probs(vs.windows.bar()[:, 0]), SPEC), vs, RULE
+    )
     assert oracle.net_pnl > 0 and oracle.confidence_positive >= 0.95 and oracle.cost_bps == 1.0
     noise = oracle_probs(np.random.default_rng(0).normal(size=len(vs)))
     value = net_value_of(holdout_backtest(vs, noise, SPEC), vs, RULE)
@@ -92,7 +94,7 @@ def test_the_planted_signal_earns_with_confidence_and_noise_does_not() -> None:
 
 def test_net_value_counts_each_trade_once_net_of_both_sides() -> None:
     vs = holdout()
-    result = holdout_backtest(vs, oracle_probs(vs.windows[:, -1, 0]), SPEC)
+    result = holdout_backtest(vs, oracle_probs(vs.windows.bar()[:, 0]), SPEC)
     value = net_value_of(result, vs, RULE)
     assert value.trades == len(result.trades)
     assert value.net_pnl == pytest.approx(result.portfolio.at(1.0).net_return, abs=1e-12)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
@@ -10,6 +14,7 @@ from quant_assets.features.spec import FEATURE_SPEC, FEATURE_TABLE_COLUMNS
 from quant_assets.labels import LabelSpec
 from quant_assets.market.synthetic import SyntheticConfig, SyntheticMarket
 from quant_assets.models.config import TrainingConfig
+from quant_assets.models.dataset import TrainingDataset
 from quant_assets.storage.database import write_to_db
 
 TICKERS = ("AAA", "BBB", "CCC")
@@ -54,3 +59,44 @@ def store(frame: pd.DataFrame, engine: Engine, spec: LabelSpec | None = None) ->
     labels = frame[["ticker", "ts", "label", "t1", "ret", "sigma"]].copy()
     labels["label"] = labels["label"].astype("Int16")
     write_to_db(labels.assign(label_spec=label_spec_json(spec)), "labels", engine)
+
+
+def materialized_fit(
+    arch: str, dataset: TrainingDataset, config: TrainingConfig, callbacks: Sequence[Any] = ()
+) -> tuple[dict[str, list[float]], Any]:
+    """``training.train_model`` as it was before windows were gathered by index: the whole
+    train and validation windows materialized, Keras' own shuffling and class weights.
+    The reference of the equality test and of ``benchmarks/training_memory.py``."""
+    import keras
+
+    from quant_assets.models.architectures import build_model
+
+    keras.utils.set_random_seed(config.seed)
+    y_val = dataset.y("val", step=config.val_stride)
+    model = build_model(arch, dataset.window, len(dataset.columns), config)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate_for(arch)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    weights = dataset.class_weights
+    w_val = np.array([weights[k] for k in range(3)], dtype=np.float32)[y_val.astype(np.int64)]
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.patience, restore_best_weights=True
+    )
+    fit = model.fit(
+        dataset.windows("train"),
+        dataset.y("train").astype(np.int32),
+        validation_data=(
+            dataset.windows("val", step=config.val_stride),
+            y_val.astype(np.int32),
+            w_val,
+        ),
+        epochs=config.epochs_for(arch),
+        batch_size=config.batch_size,
+        class_weight=weights,
+        callbacks=[stopper, *callbacks],
+        shuffle=True,
+        verbose=0,
+    )
+    return fit.history, model
