@@ -32,7 +32,7 @@ from quant_assets.labels import LabelSpec
 from quant_assets.market import calendar
 from quant_assets.market.sources import MarketSource, SourceRangeError
 from quant_assets.market.synthetic import SyntheticMarket
-from quant_assets.runner import market_resources, run_partition_range
+from quant_assets.runner import execute_in_process, market_resources, run_partition_range
 from quant_assets.settings import Settings
 from quant_assets.tracking import safe_uri
 
@@ -241,12 +241,13 @@ def replay_live_session(
             name: {"config": {"as_of": nxt.isoformat()}}
             for name in ("live_predictions", "drift_report")
         }
-        result = job.execute_in_process(
+        result = execute_in_process(
+            job,
+            instance,
             run_config={
                 "ops": ops,
                 "loggers": {"console": {"config": {"log_level": "WARNING"}}},
             },
-            instance=instance,
             raise_on_error=False,
             resources=resources,
         )
