@@ -49,13 +49,14 @@ def test_in_process_runs_are_listed_under_their_job_of_the_workspace_code_locati
     (location,) = yaml.safe_load(workspace.read_text())["load_from"]
     assert location["python_module"]["location_name"] == CODE_LOCATION
 
-    @dg.asset
+    @dg.op
     def one() -> int:
         return 1
 
-    job = dg.Definitions(assets=[one], jobs=[dg.define_asset_job("job", "one")]).resolve_job_def(
-        "job"
-    )
+    @dg.job
+    def job() -> None:
+        one()
+
     with dg.DagsterInstance.ephemeral() as instance:
         run_id = execute_in_process(job, instance, {"extra": "kept"}).run_id
         # The filter the UI's Jobs → job → Runs page sends.
