@@ -32,7 +32,7 @@ from quant_assets.labels import LabelSpec
 from quant_assets.market import calendar
 from quant_assets.market.sources import MarketSource, SourceRangeError
 from quant_assets.market.synthetic import SyntheticMarket
-from quant_assets.runner import market_resources, run_partition_range
+from quant_assets.runner import execute_in_process, market_resources, run_partition_range
 from quant_assets.settings import Settings
 from quant_assets.tracking import safe_uri
 
@@ -176,13 +176,7 @@ def _print_summary(summary: dict[str, object]) -> None:
     console.print(f"label balance (-1 / 0 / +1 / none): {summary['label_balance']}")
     models = summary.get("models") or {}
     if models:
-        table = Table(title="test segment (model selection inside training), macro-F1 UP/DOWN")
-        table.add_column("model")
-        table.add_column("macro-F1", justify="right")
-        for name, value in models["macro_f1_updown"].items():
-            table.add_row(name, f"{value:.4f}")
-        console.print(table)
-        _print_holdout(models)
+        _print_models(models)
         for name, why in models["skipped"].items():
             console.print(f"{name}: skipped ({why})")
         console.print(f"drift levels of the live session: {models['drift_levels']}")
@@ -241,12 +235,13 @@ def replay_live_session(
             name: {"config": {"as_of": nxt.isoformat()}}
             for name in ("live_predictions", "drift_report")
         }
-        result = job.execute_in_process(
+        result = execute_in_process(
+            job,
+            instance,
             run_config={
                 "ops": ops,
                 "loggers": {"console": {"config": {"log_level": "WARNING"}}},
             },
-            instance=instance,
             raise_on_error=False,
             resources=resources,
         )
@@ -387,24 +382,28 @@ def _training_windows(settings: Settings) -> dict[str, dict[str, int]]:
     return out
 
 
-def _print_holdout(models: dict[str, object]) -> None:
-    holdout = models.get("holdout") or {}
-    if not holdout:
-        return
+def _print_models(models: dict[str, object]) -> None:
+    """Both segments side by side: the test segment's macro-F1 (measured inside training) and
+    the holdout's figures, the segment ``champion_model`` decides on."""
+    test: dict[str, float] = models["macro_f1_updown"]  # type: ignore[assignment]
+    holdout: dict[str, dict[str, float]] = models.get("holdout") or {}  # type: ignore[assignment]
     table = Table(
-        title="holdout (the segment champion_model decides on), net at the default cost "
-        f"(champion: {models['champion']})"
+        title=f"models, macro-F1 UP/DOWN on test and holdout; the holdout decided the champion "
+        f"({models['champion']}), net at the default cost"
     )
-    for col in ("model", "macro-F1", "net return", "net Sharpe", "trades", "break-even bps"):
+    columns = ("model", "test F1", "holdout F1", "net return", "net Sharpe", "trades", "b/e bps")
+    for col in columns:
         table.add_column(col, justify="left" if col == "model" else "right")
-    for name, f in holdout.items():  # type: ignore[union-attr]
+    for name in [*test, *(n for n in holdout if n not in test)]:
+        f = holdout.get(name, {})
         table.add_row(
             name,
-            f"{f['macro_f1_updown']:.4f}",
-            f"{f.get('holdout_net_return', float('nan')):+.4%}",
-            f"{f.get('holdout_net_sharpe', float('nan')):.2f}",
-            f"{int(f.get('holdout_trades', 0)):,}",
-            f"{f.get('holdout_break_even_bps', float('nan')):.2f}",
+            f"{test[name]:.4f}" if name in test else "",
+            f"{f['macro_f1_updown']:.4f}" if f else "",
+            f"{f.get('holdout_net_return', float('nan')):+.4%}" if f else "",
+            f"{f.get('holdout_net_sharpe', float('nan')):.2f}" if f else "",
+            f"{int(f.get('holdout_trades', 0)):,}" if f else "",
+            f"{f.get('holdout_break_even_bps', float('nan')):.2f}" if f else "",
         )
     console.print(table)
 

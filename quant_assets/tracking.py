@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -170,6 +171,12 @@ class MlflowRun:
     def url_path(self) -> str:
         """The run's path in the MLflow UI (append to the server's base URL)."""
         return f"#/experiments/{self.experiment_id}/runs/{self.run_id}"
+
+    def artifact_path_query(self, artifact_path: str) -> str:
+        """The MLflow server's route that serves one of the run's artifacts (append to the
+        server's base URL): what the MLflow UI itself fetches to show an image."""
+        query = urllib.parse.urlencode({"path": artifact_path, "run_uuid": self.run_id})
+        return f"get-artifact?{query}"
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

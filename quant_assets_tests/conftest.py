@@ -92,3 +92,15 @@ def quant_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[S
         monkeypatch.delenv(name, raising=False)
     yield settings
     dispose_engines()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_defs_state_storage() -> Iterator[None]:
+    """Each test starts with no current defs-state storage. A DagsterInstance sets its own as
+    the current one while entered (a context variable); instances exited out of order leave a
+    dead one behind, and building Definitions in a later test then fails with "Attempted to
+    resolve undefined DagsterInstance weakref" — in some orders of the tests only."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield

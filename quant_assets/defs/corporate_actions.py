@@ -40,6 +40,7 @@ from quant_assets.corporate_actions.ledger import (
     fetch_corporate_actions,
     read_corporate_actions,
 )
+from quant_assets.defs.metadata import json_value
 from quant_assets.defs.partitions import (
     BIG_TABLES_POOL,
     day_ticker_key,
@@ -285,8 +286,8 @@ def _ledger_metadata(
         "new": dg.MetadataValue.md(_actions_md(update.new)),
         "revised": dg.MetadataValue.md(_actions_md(update.revised)),
         "refused": dg.MetadataValue.md(_actions_md(update.rejected, with_reason=True)),
-        "fetch_errors": dg.MetadataValue.json(update.errors),
-        "stale_tickers": dg.MetadataValue.json(
+        "fetch_errors": json_value(update.errors),
+        "stale_tickers": json_value(
             {
                 s.ticker: {
                     "changes": s.changes,
@@ -314,8 +315,8 @@ def _ledger_check(update: LedgerUpdate) -> dg.AssetCheckResult:
         passed=update.rejected.empty and not update.errors,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "refused": dg.MetadataValue.json(refused),
-            "fetch_errors": dg.MetadataValue.json(update.errors),
+            "refused": json_value(refused),
+            "fetch_errors": json_value(update.errors),
         },
     )
 
@@ -333,14 +334,12 @@ def _build_metadata(builds: list[TickerBuild], database: str) -> dict[str, dg.Me
         "tickers": dg.MetadataValue.int(len(builds)),
         "full_rebuilds": dg.MetadataValue.int(len(full)),
         "earlier_sessions_rebuilt": dg.MetadataValue.int(sum(len(b.stale_sessions) for b in full)),
-        "rebuilds": dg.MetadataValue.json([b.summary() for b in full]),
-        "modes": dg.MetadataValue.json({b.ticker: b.mode for b in builds}),
+        "rebuilds": json_value([b.summary() for b in full]),
+        "modes": json_value({b.ticker: b.mode for b in builds}),
         "actions_applied": dg.MetadataValue.int(sum(len(b.plan.applied) for b in builds)),
-        "actions_skipped": dg.MetadataValue.json(skipped[:MAX_LISTED]),
+        "actions_skipped": json_value(skipped[:MAX_LISTED]),
         "pending_actions": dg.MetadataValue.int(sum(len(b.plan.pending()) for b in builds)),
-        "ledger_fingerprints": dg.MetadataValue.json(
-            {b.ticker: b.plan.fingerprint for b in builds}
-        ),
+        "ledger_fingerprints": json_value({b.ticker: b.plan.fingerprint for b in builds}),
         "series_for_models": dg.MetadataValue.text("total_return (open/high/low/close)"),
         "database": dg.MetadataValue.text(database),
     }
@@ -363,8 +362,8 @@ def _jump_check(jumps: pd.DataFrame, boundaries: pd.DataFrame) -> dg.AssetCheckR
         passed=jumps.empty,
         severity=dg.AssetCheckSeverity.WARN if across.all() else dg.AssetCheckSeverity.ERROR,
         metadata={
-            "jumps": dg.MetadataValue.json(listed),
-            "moves_across_holes": dg.MetadataValue.json(holes),
+            "jumps": json_value(listed),
+            "moves_across_holes": json_value(holes),
             "session_opens_checked": dg.MetadataValue.int(
                 max(0, len(boundaries) - boundaries["ticker"].nunique())
             ),

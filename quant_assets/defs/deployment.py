@@ -21,6 +21,7 @@ from pydantic import Field
 
 from quant_assets.defs.configs import config_class, dataclass_values
 from quant_assets.defs.images import png_markdown
+from quant_assets.defs.metadata import json_value
 from quant_assets.deployment import champion
 from quant_assets.deployment.backtest_report import backtest_table, headline_metrics, log_backtests
 from quant_assets.deployment.decision import DecisionRule, decision_summary
@@ -166,11 +167,11 @@ def _metadata(run: ValidationRun, registry: ModelRegistry) -> dict[str, Any]:
         "comparison": dg.MetadataValue.md(d.comparison_table()),
         "validation_set": dg.MetadataValue.text(run.validation),
         "validation_samples": dg.MetadataValue.int(run.n_samples),
-        "class_counts": dg.MetadataValue.json(summary["class_counts"]),
-        "metrics": dg.MetadataValue.json(summary["metrics"]),
-        "bootstrap": dg.MetadataValue.json(summary["comparisons"]),
-        "rule": dg.MetadataValue.json(summary["rule"]),
-        "notes": dg.MetadataValue.json(run.notes),
+        "class_counts": json_value(summary["class_counts"]),
+        "metrics": json_value(summary["metrics"]),
+        "bootstrap": json_value(summary["comparisons"]),
+        "rule": json_value(summary["rule"]),
+        "notes": json_value(run.notes),
         "registry_revision": dg.MetadataValue.int(run.revision),
         "model_config": dg.MetadataValue.path(str(registry.path)),
         "mlflow_alias": dg.MetadataValue.text(
@@ -190,9 +191,7 @@ def _backtest_metadata(run: ValidationRun) -> dict[str, Any]:
         )
     return {
         "backtest": dg.MetadataValue.md(backtest_table(run.backtests) + "\n\n" + curves),
-        "backtest_figures": dg.MetadataValue.json(
-            {n: headline_metrics(r) for n, r in run.backtests.items()}
-        ),
+        "backtest_figures": json_value({n: headline_metrics(r) for n, r in run.backtests.items()}),
     }
 
 
@@ -240,7 +239,7 @@ def champion_file_valid(context: dg.AssetCheckExecutionContext) -> dg.AssetCheck
                 else f"{check.parity_max_abs_diff:.3e}"
             ),
             "message": dg.MetadataValue.text(check.message),
-            "metrics_at_promotion": dg.MetadataValue.json(dict(champion.metrics)),
+            "metrics_at_promotion": json_value(dict(champion.metrics)),
         },
     )
 

@@ -32,6 +32,7 @@ from quant_assets import tracking
 from quant_assets.defs.configs import config_class
 from quant_assets.defs.deployment import backtest_spec
 from quant_assets.defs.images import png_markdown
+from quant_assets.defs.metadata import json_value
 from quant_assets.defs.resources import DatabaseResource, MlflowResource
 from quant_assets.deployment.holdout_value import DEFAULT_THRESHOLD
 from quant_assets.deployment.walk_forward import WalkForward, run_walk_forward
@@ -172,8 +173,8 @@ def walk_forward(
     metadata: dict[str, Any] = {
         "scores": dg.MetadataValue.md(scores_table(result)),
         "plot": dg.MetadataValue.md(plot),
-        "summary": dg.MetadataValue.json(record["summary"]),
-        "folds": dg.MetadataValue.json(record["folds"]),
+        "summary": json_value(record["summary"]),
+        "folds": json_value(record["folds"]),
         "sessions": dg.MetadataValue.int(len(sessions)),
         "tickers": dg.MetadataValue.int(len(tickers)),
         "mlflow": dg.MetadataValue.text(logged),

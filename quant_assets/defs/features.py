@@ -16,6 +16,7 @@ from quant_assets.daily_tables import (
     write_labels,
 )
 from quant_assets.defs.configs import config_class, dataclass_values
+from quant_assets.defs.metadata import json_value
 from quant_assets.defs.partitions import BIG_TABLES_POOL, day_ticker_partitions, split_keys
 from quant_assets.defs.resources import DatabaseResource
 from quant_assets.features.spec import FEATURE_SPEC
@@ -121,8 +122,8 @@ def _features_result(frames: list[pd.DataFrame]) -> dg.MaterializeResult:
             "rows": dg.MetadataValue.int(len(table)),
             "warm_rows": dg.MetadataValue.int(int(warm.sum())),
             "feature_version": dg.MetadataValue.text(FEATURE_SPEC.version),
-            "model_inputs": dg.MetadataValue.json(list(FEATURE_SPEC.columns)),
-            "nan_counts": dg.MetadataValue.json(nan_counts),
+            "model_inputs": json_value(list(FEATURE_SPEC.columns)),
+            "nan_counts": json_value(nan_counts),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -143,8 +144,8 @@ def _labels_result(frames: list[pd.DataFrame], spec: LabelSpec) -> dg.Materializ
         asset_key=LABELS,
         metadata={
             "rows": dg.MetadataValue.int(len(table)),
-            "class_balance": dg.MetadataValue.json(balance),
-            "label_spec": dg.MetadataValue.json(label_spec_json(spec)),
+            "class_balance": json_value(balance),
+            "label_spec": json_value(label_spec_json(spec)),
         },
         check_results=[_label_check(table)],
     )

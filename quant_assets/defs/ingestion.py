@@ -42,6 +42,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from quant_assets.defs.metadata import json_value
 from quant_assets.defs.partitions import (
     BIG_TABLES_POOL,
     day_ticker_key,
@@ -225,12 +226,10 @@ def _metadata(
         "partitions": dg.MetadataValue.int(len(reports)),
         "expected_minutes": dg.MetadataValue.int(expected),
         "missing_minutes": dg.MetadataValue.int(expected - rows),
-        "quarantined_rows": dg.MetadataValue.json(reasons)
-        if reasons
-        else dg.MetadataValue.text("none"),
+        "quarantined_rows": json_value(reasons) if reasons else dg.MetadataValue.text("none"),
         "first_ts": dg.MetadataValue.text(min(firsts).isoformat() if firsts else "none"),
         "last_ts": dg.MetadataValue.text(max(lasts).isoformat() if lasts else "none"),
-        "non_session_days": dg.MetadataValue.json(holidays),
+        "non_session_days": json_value(holidays),
         "source": dg.MetadataValue.text(source_name),
         "database": dg.MetadataValue.text(database),
         "per_partition": dg.MetadataValue.md(_partition_table(reports)),
@@ -285,7 +284,7 @@ def _coverage_metadata(coverage: list[TickerCoverage]) -> dict[str, dg.MetadataV
         "holes": dg.MetadataValue.int(sum(len(c.holes) for c in coverage)),
         "series_breaks": dg.MetadataValue.int(sum(len(c.series_breaks) for c in coverage)),
         "truncated_sessions": dg.MetadataValue.int(sum(len(c.truncated) for c in coverage)),
-        "coverage": dg.MetadataValue.json(flagged),
+        "coverage": json_value(flagged),
     }
 
 
@@ -308,7 +307,7 @@ def _spike_check(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "spiked_prices": dg.MetadataValue.int(len(spikes)),
-            "spikes": dg.MetadataValue.json(listed),
+            "spikes": json_value(listed),
         },
     )
 
@@ -333,7 +332,7 @@ def _completeness_check(
             "share_complete": dg.MetadataValue.float(
                 float(summary["bars"].sum() / max(_minutes(summary), 1))
             ),
-            "worst_partitions": dg.MetadataValue.json(
+            "worst_partitions": json_value(
                 [
                     f"{r.session.date()}|{r.ticker}: {r.share:.0%} of minutes "
                     f"(expected ≥ {r.expected:.0%})"

@@ -11,6 +11,7 @@ import pandas as pd
 
 from quant_assets.defs.deployment import champion_bundle
 from quant_assets.defs.images import png_markdown
+from quant_assets.defs.metadata import json_value
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.deployment.champion import NO_CHAMPION
 from quant_assets.drift.report import DriftReport
@@ -78,7 +79,7 @@ def live_predictions(
             "scored_minutes": len(scored),
             "tickers": int(scored["ticker"].nunique()) if len(scored) else 0,
             "mean_confidence": confidence,
-            "class_counts": dg.MetadataValue.json(
+            "class_counts": json_value(
                 {str(k): int(v) for k, v in scored["label"].value_counts().items()}
             ),
         }

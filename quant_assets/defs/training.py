@@ -22,7 +22,8 @@ from pydantic import Field
 
 from quant_assets import tracking
 from quant_assets.defs.configs import config_class
-from quant_assets.defs.images import png_markdown
+from quant_assets.defs.images import linked_png_markdown, png_markdown
+from quant_assets.defs.metadata import json_value
 from quant_assets.defs.partitions import range_tags
 from quant_assets.defs.resources import DatabaseResource, MlflowResource
 from quant_assets.labels import CLASS_NAMES
@@ -31,6 +32,7 @@ from quant_assets.models.config import DATASET_FIELDS, MODEL_FIELDS, TrainingCon
 from quant_assets.models.data import label_spec_of, labelled_sessions, load_labelled_features
 from quant_assets.models.dataset import TrainingDataset, build_dataset
 from quant_assets.models.parity import BundleCheck, Parity, check_bundle
+from quant_assets.models.progress import epoch_logger
 from quant_assets.settings import Settings
 
 CHECK_PARITY = "tflite_parity"
@@ -104,16 +106,14 @@ def training_dataset(
         "tickers": dg.MetadataValue.int(len(dataset.tickers)),
         "sessions": dg.MetadataValue.int(len(sessions)),
         "window": dg.MetadataValue.int(dataset.window),
-        "split": dg.MetadataValue.json(dataset.plan.to_dict()),
-        "holdout_window": dg.MetadataValue.json(dataset.plan.to_dict().get("holdout")),
-        "samples": dg.MetadataValue.json({k: len(v) for k, v in dataset.samples.items()}),
-        "class_balance": dg.MetadataValue.json(
-            {k: dataset.class_balance(k) for k in dataset.samples}
-        ),
-        "purge_embargo": dg.MetadataValue.json(
+        "split": json_value(dataset.plan.to_dict()),
+        "holdout_window": json_value(dataset.plan.to_dict().get("holdout")),
+        "samples": json_value({k: len(v) for k, v in dataset.samples.items()}),
+        "class_balance": json_value({k: dataset.class_balance(k) for k in dataset.samples}),
+        "purge_embargo": json_value(
             {k: v for k, v in dataset.stats.items() if isinstance(v, dict)}
         ),
-        "class_weights": dg.MetadataValue.json(
+        "class_weights": json_value(
             {name: dataset.class_weights[k] for k, name in enumerate(CLASS_NAMES)}
         ),
         "scaler": dg.MetadataValue.text(
@@ -121,8 +121,8 @@ def training_dataset(
             f"{dataset.stats['scaler_fit_rows']} train rows up to "
             f"{dataset.stats['scaler_fit_last_ts']}"
         ),
-        "label_spec": dg.MetadataValue.json(label_spec.to_dict()),
-        "feature_columns": dg.MetadataValue.json(list(dataset.columns)),
+        "label_spec": json_value(label_spec.to_dict()),
+        "feature_columns": json_value(list(dataset.columns)),
         "read_seconds": dg.MetadataValue.float(round(read_s, 2)),
     }
     return dg.MaterializeResult(metadata=md)
@@ -203,7 +203,10 @@ def train_model_asset(
             cfg,
             settings.models_dir,
             mlflow_run_id=run.run_id,
-            callbacks=[run.keras_callback()],
+            callbacks=[
+                run.keras_callback(),
+                epoch_logger(context.log.info, arch, cfg.epochs_for(arch)),
+            ],
             figures_dir=figures_dir,
         )
         bundle = report.bundle
@@ -230,7 +233,7 @@ def train_model_asset(
         )
         run.log_dict(report.metrics, "metrics.json")
         for path in report.figures.values():
-            run.log_artifact(path, "figures")
+            run.log_artifact(path)  # at the root: MLflow's Compare view lists only those
         run.log_artifacts(bundle.path, "bundle")
         run.set_tags({tracking.BUNDLE_TAG: bundle.name, "parity_passed": parity.passed})
         registered = mlflow.registered_model_name(arch)
@@ -246,7 +249,20 @@ def train_model_asset(
         f"parity max|Δp| {parity.max_abs_diff:.2e}; "
         f"MLflow run {run.run_id}, {registered} v{model_version}; {seconds:.1f} s"
     )
+    ui = settings.mlflow_ui_url.rstrip("/")
+    served = {
+        title.replace("_", " "): f"{ui}/{run.artifact_path_query(path.name)}"
+        for title, path in report.figures.items()
+    }
     metadata: dict[str, Any] = {
+        # First, so the asset page opens on the plots (drawn in place while the MLflow UI runs).
+        "plots": dg.MetadataValue.md(
+            linked_png_markdown(
+                served,
+                f"Served by the MLflow UI at {ui} (`make mlflow-ui`); the same figures are "
+                "embedded in learning_curves_png and confusion_matrix_png.",
+            )
+        ),
         "bundle": dg.MetadataValue.text(bundle.name),
         "bundle_path": dg.MetadataValue.path(str(bundle.path)),
         "version": dg.MetadataValue.int(bundle.version),
@@ -275,22 +291,22 @@ def train_model_asset(
             if k in test
         },
         **{k: dg.MetadataValue.float(round(v, 6)) for k, v in calibration.items()},
-        "calibration": dg.MetadataValue.json(report.calibration),
+        "calibration": json_value(report.calibration),
         "val_macro_f1_updown": dg.MetadataValue.float(
             round(report.metrics["validation"]["macro_f1_updown"], 6)
         ),
         "confusion_matrix": dg.MetadataValue.md(_confusion_markdown(test["confusion_matrix"])),
         "confusion_matrix_png": dg.MetadataValue.md(images.get("confusion_matrix", "")),
         "learning_curves_png": dg.MetadataValue.md(images.get("learning_curves", "")),
-        "history": dg.MetadataValue.json(report.result.history),
+        "history": json_value(report.result.history),
         "epochs_run": dg.MetadataValue.int(report.result.epochs_run),
         "best_epoch": dg.MetadataValue.int(report.result.best_epoch),
         "params": dg.MetadataValue.int(report.result.params),
         "train_seconds": dg.MetadataValue.float(round(report.result.seconds, 1)),
         "total_seconds": dg.MetadataValue.float(round(seconds, 1)),
         "tflite_bytes": dg.MetadataValue.int(len(report.tflite)),
-        "validation_baseline": dg.MetadataValue.json(report.validation_baseline),
-        "training_window": dg.MetadataValue.json(bundle.training_window),
+        "validation_baseline": json_value(report.validation_baseline),
+        "training_window": json_value(bundle.training_window),
     }
     return dg.MaterializeResult(
         metadata=metadata,

@@ -1,8 +1,9 @@
 """The nightly holdout backtests where people look: files, headline figures and MLflow.
 
-Every model gets the same files (``EQUITY_PNG``, ``COST_GRID_CSV``, ``SUMMARY_JSON``) under
-``ARTIFACT_DIR`` of its training run in MLflow and the same metric names (``headline_metrics``,
-``cost_grid_metrics``), so MLflow's Compare view lines the models up. A metric's step is the
+Every model gets the same files (``EQUITY_PNG``, ``COST_GRID_CSV``, ``SUMMARY_JSON``) at the
+root of its training run's artifacts in MLflow (the Compare view lists only root-level files)
+and the same metric names (``headline_metrics``, ``cost_grid_metrics``), so MLflow's Compare
+view lines the models up. A metric's step is the
 holdout's last session as ``yyyymmdd``: a champion backtested again on a later night adds a
 point instead of overwriting the last.
 """
@@ -21,10 +22,9 @@ from quant_assets.tracking import MlflowRun, safe_uri, tracking_client
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_DIR = "holdout_backtest"
-EQUITY_PNG = "equity_curve.png"
-COST_GRID_CSV = "cost_grid.csv"
-SUMMARY_JSON = "backtest.json"
+EQUITY_PNG = "holdout_equity_curve.png"
+COST_GRID_CSV = "holdout_cost_grid.csv"
+SUMMARY_JSON = "holdout_backtest.json"
 
 
 def headline_metrics(result: BacktestResult | None) -> dict[str, float]:
@@ -122,7 +122,7 @@ def log_backtests(
             run = MlflowRun(client, run_id, client.get_run(run_id).info.experiment_id)
             step = _step(result)
             run.log_metrics(headline_metrics(result) | cost_grid_metrics(result), step=step)
-            run.log_artifacts(write_backtest_files(result, folder / name), ARTIFACT_DIR)
+            run.log_artifacts(write_backtest_files(result, folder / name))
         except Exception as e:  # one run's failure must not hide the others
             notes.append(f"{name}: backtest not logged to MLflow run {run_id} ({e})")
     for note in notes:
