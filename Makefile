@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/
+	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.sqlite.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/quant demo
 
 # Nothing is written into the tree but the browser tests' screenshots, in test-artifacts/ (ignored
@@ -65,7 +65,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 
 dagster-dev: $(STAMP)
-	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/
+	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.sqlite.yaml $(DAGSTER_HOME)/dagster.yaml
 	scripts/dagster-dev $(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
 
 mlflow-ui: $(STAMP)

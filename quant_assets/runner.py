@@ -32,7 +32,9 @@ from quant_assets.ingestion.poller import BarsReporter
 from quant_assets.market.sources import MarketSource
 from quant_assets.settings import Settings
 
-DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+# Not named dagster.yaml: `dagster dev` would warn that such a file in the folder it starts in
+# is not the instance of DAGSTER_HOME.
+DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.sqlite.yaml"
 CODE_LOCATION = "quant_assets"  # workspace.yaml's location_name
 # The UI lists a job's runs (Jobs → job → Runs, the Overview timeline) by this tag, which a run
 # launched from a code location gets from its origin; an in-process run has no origin, so ours
@@ -55,7 +57,7 @@ def execute_in_process(
 
 
 def ensure_dagster_home(settings: Settings) -> Path:
-    """Point DAGSTER_HOME at QUANT_HOME/dagster unless set, with the project's dagster.yaml."""
+    """Point DAGSTER_HOME at QUANT_HOME/dagster unless set, with the project's instance file."""
     home = Path(os.environ.get("DAGSTER_HOME") or (settings.home / "dagster")).resolve()
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"

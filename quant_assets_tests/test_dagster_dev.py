@@ -46,7 +46,7 @@ def group_alive(pgid: int) -> bool:
 def test_ctrl_c_stops_dagster_dev_within_seconds(tmp_path: Path) -> None:
     home = tmp_path / "dagster"
     home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((REPO / "dagster.sqlite.yaml").read_text())
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "QUANT_HOME": str(tmp_path / "quant")}
     dagster = str(Path(sys.executable).with_name("dagster"))
@@ -54,7 +54,7 @@ def test_ctrl_c_stops_dagster_dev_within_seconds(tmp_path: Path) -> None:
     command = [dagster, "dev", "-m", "quant_assets.definitions", "-h", "127.0.0.1"]
     script = subprocess.Popen(
         [str(REPO / "scripts" / "dagster-dev"), *command, "-p", str(port)],
-        cwd=tmp_path,  # not the repo: its dagster.yaml would only be warned about
+        cwd=tmp_path,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -304,7 +304,7 @@ class ProductionStack:
         with (self.logs / f"{service.name}.log").open("ab") as log:
             process = subprocess.Popen(
                 service.argv,
-                cwd=self.state_dir,  # not the repo: its dagster.yaml would only be warned about
+                cwd=self.state_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
