@@ -69,6 +69,7 @@ dagster-dev: $(STAMP)
 	scripts/dagster-dev $(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
 
 mlflow-ui: $(STAMP)
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (model training view)"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(QUANT_HOME)/mlflow.db -h 127.0.0.1 -p 5000
 
 # The production profile: PostgreSQL (QUANT_PRODUCTION_PG_URL's server, or a throw-away one),

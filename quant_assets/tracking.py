@@ -38,6 +38,9 @@ MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value is 6000 characters
 # model training.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
+# The MLflow UI (3.x) shows GenAI pages unless the link names the model training workflow.
+ML_WORKFLOW_QUERY = "workflowType=machine_learning"
+
 
 def registered_model_name(arch: str, prefix: str = MODEL_PREFIX) -> str:
     """``quant-lstm``: the registered model of one architecture's training runs."""
@@ -169,8 +172,9 @@ class MlflowRun:
         return _EpochLogger()
 
     def url_path(self) -> str:
-        """The run's path in the MLflow UI (append to the server's base URL)."""
-        return f"#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        """The run's path in the MLflow UI (append to the server's base URL), in its model
+        training view (the UI opens in its GenAI view unless told otherwise)."""
+        return f"#/experiments/{self.experiment_id}/runs/{self.run_id}?{ML_WORKFLOW_QUERY}"
 
     def artifact_path_query(self, artifact_path: str) -> str:
         """The MLflow server's route that serves one of the run's artifacts (append to the

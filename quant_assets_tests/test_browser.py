@@ -40,6 +40,7 @@ import yaml
 from quant_assets.market import calendar
 from quant_assets.runner import CODE_LOCATION, DAGSTER_YAML
 from quant_assets.storage.bars import read_bars
+from quant_assets.tracking import ML_WORKFLOW_QUERY
 from quant_assets_tests.browser import (
     ROOT,
     Server,
@@ -283,7 +284,7 @@ def test_mlflow_compare_lists_the_same_figures_for_both_models(
     }
     page.goto(
         f"{walk.mlflow.url}/#/compare-runs?runs={json.dumps(list(runs.values()))}"
-        f"&experiments={json.dumps([experiment.experiment_id])}"
+        f"&experiments={json.dumps([experiment.experiment_id])}&{ML_WORKFLOW_QUERY}"
     )
     for name in ("confusion_matrix.png", "learning_curves.png", "holdout_equity_curve.png"):
         page.get_by_text(name, exact=True).first.wait_for()

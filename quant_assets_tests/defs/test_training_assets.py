@@ -93,7 +93,8 @@ def test_training_assets_write_bundles_and_mlflow_runs(quant_env: Settings) -> N
             meta = result.asset_materializations_for_node(f"{arch}_model")[0].metadata
             run_id = meta["mlflow_run_id"].value
             link = meta["mlflow_run"].value  # a link into the MLflow UI
-            assert link.startswith("http://127.0.0.1:5000/#/experiments/") and link.endswith(run_id)
+            assert link.startswith("http://127.0.0.1:5000/#/experiments/")
+            assert link.endswith(f"/runs/{run_id}?workflowType=machine_learning")
             bundle = load_bundle(models / f"{arch}_v1")
             assert bundle.mlflow_run_id == run_id
             assert bundle.training_window["first_session"] == "2026-03-03"
