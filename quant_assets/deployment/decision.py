@@ -468,11 +468,12 @@ class Decision:
     values: dict[str, NetValue] = field(default_factory=dict)
 
     def comparison_table(self) -> str:
-        """A markdown table: one row per model (champion, challengers, baseline)."""
+        """A markdown table: one row per model (champion, challengers, baseline), the verdict
+        next to the role (a narrow window cuts the right-hand columns off, not the verdict)."""
         by_name = {c.challenger: c for c in self.comparisons}
         lines = [
-            "| model | role | macro-F1 (UP/DOWN) | precision UP | precision DOWN | log-loss | "
-            "net P&L | Δmacro-F1 | 95% CI | confidence | verdict |",
+            "| model | role | verdict | macro-F1 UP/DOWN | prec. UP | prec. DOWN | log-loss | "
+            "net P&L | Δ macro-F1 | 95% CI | conf. |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, m in self.metrics.items():
@@ -499,9 +500,8 @@ class Decision:
             value = self.values.get(name)
             net = "—" if value is None else f"{value.net_pnl:+.3%}"
             lines.append(
-                f"| {name} | {role} | {m.macro_f1_updown:.4f} | {m.precision_up:.4f} | "
-                f"{m.precision_down:.4f} | {m.log_loss:.4f} | {net} | {delta} | {ci} | {conf} | "
-                f"{verdict} |"
+                f"| {name} | {role} | {verdict} | {m.macro_f1_updown:.4f} | {m.precision_up:.4f} | "
+                f"{m.precision_down:.4f} | {m.log_loss:.4f} | {net} | {delta} | {ci} | {conf} |"
             )
         return "\n".join(lines)
 

@@ -214,7 +214,8 @@ def test_best_of_several_challengers_and_bonferroni() -> None:
     assert d.winner == "transformer_v2"
     assert all(c.required_confidence == pytest.approx(0.975) for c in d.comparisons)
     table = d.comparison_table()
-    assert "**promoted**" in table and "| lstm_v1 | champion |" in table
+    assert "| transformer_v2 | challenger | **promoted** |" in table
+    assert "| lstm_v1 | champion | reference |" in table
     assert "| majority_baseline | baseline |" in table
     summary = decision_summary(d)
     assert summary["outcome"] == "promote" and len(summary["comparisons"]) == 2
