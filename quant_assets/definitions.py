@@ -34,6 +34,7 @@ from quant_assets.defs.monitoring import (
     live_monitoring_schedule,
     live_predictions,
 )
+from quant_assets.defs.partitions import warn_if_grid_too_large
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource, MlflowResource
 from quant_assets.defs.training import nightly_job, nightly_retraining_schedule, training_assets
 
@@ -79,3 +80,5 @@ defs = dg.Definitions(
         "mlflow": MlflowResource(),
     },
 )
+# Dagster advises ≤ ~100k partitions per asset: say so when the day × ticker grid is past it.
+warn_if_grid_too_large()

@@ -47,6 +47,7 @@ from quant_assets.defs.partitions import (
     BIG_TABLES_POOL,
     day_ticker_key,
     day_ticker_partitions,
+    grid_warning,
     split_keys,
 )
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
@@ -127,6 +128,8 @@ def raw_bars(
     """Fetch, validate and store the bars of every session × ticker partition of this run."""
     engine = database.engine
     source = market.get_source()
+    if advice := grid_warning():  # the run log's copy of the warning given at load
+        context.log.warning(advice)
     by_ticker = split_keys(context.partition_keys)
     reports: list[SessionIngest] = []
     changed = 0

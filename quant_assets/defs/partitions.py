@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 
 import dagster as dg
@@ -17,6 +18,10 @@ DATE_FMT = "%Y-%m-%d"
 # (``RunRequest.partition_key_range`` reads them); Dagster exports no name for them.
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+# Dagster's advice: keep one asset under about 100k partitions (its UI and backfills slow down
+# beyond). The grid grows by one key per ticker each weekday: ~261 weekdays a year.
+MAX_PARTITION_KEYS = 100_000
+WEEKDAYS_PER_YEAR = 261
 
 # Weekdays, not only sessions: a holiday is a partition that materializes empty and valid, so
 # the grid has no unexplained holes and backfills need no calendar of their own.
@@ -31,6 +36,41 @@ ticker_partitions = dg.StaticPartitionsDefinition(list(get_settings().tickers))
 day_ticker_partitions = dg.MultiPartitionsDefinition(
     {DATE_DIM: session_partitions, TICKER_DIM: ticker_partitions}
 )
+
+
+class PartitionGridWarning(UserWarning):
+    """The day × ticker partition grid is larger than Dagster advises for one asset."""
+
+
+def grid_warning(
+    partitions: dg.MultiPartitionsDefinition = day_ticker_partitions, limit: int | None = None
+) -> str | None:
+    """The advice for a day × ticker grid past ``limit`` (default ``MAX_PARTITION_KEYS``) keys
+    today; None while it is within."""
+    limit = MAX_PARTITION_KEYS if limit is None else limit
+    counts = {d.name: d.partitions_def.get_num_partitions() for d in partitions.partitions_defs}
+    days, tickers = counts[DATE_DIM], counts[TICKER_DIM]
+    if days * tickers <= limit:
+        return None
+    return (
+        f"the day × ticker partition grid of raw_bars, adjusted_bars, features and labels has "
+        f"{days * tickers:,} keys ({days:,} weekdays since QUANT_PARTITIONS_START × {tickers:,} "
+        f"tickers), more than the ~{limit:,} partitions per asset Dagster advises (about "
+        f"{limit // WEEKDAYS_PER_YEAR} tickers for one year): the UI's partition views and "
+        "backfills slow down. Set QUANT_PARTITIONS_START later or QUANT_TICKERS shorter, or "
+        "for a universe this large partition by day only (the tickers looped inside the run) "
+        "or by ticker groups; see the README, 'Partitioned assets'"
+    )
+
+
+def warn_if_grid_too_large(
+    partitions: dg.MultiPartitionsDefinition = day_ticker_partitions, limit: int | None = None
+) -> None:
+    """``warnings.warn`` the ``grid_warning`` advice, if any (on the stderr of each process
+    that loads the definitions: ``dagster dev``'s terminal, ``dagster definitions validate``)."""
+    message = grid_warning(partitions, limit)
+    if message:
+        warnings.warn(message, PartitionGridWarning, stacklevel=2)
 
 
 def day_ticker_key(day: pd.Timestamp | str, ticker: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from quant_assets.defs import partitions
 from quant_assets.defs.ingestion import progress_line, raw_bars, ticker_done
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.market import calendar
@@ -112,6 +114,18 @@ def test_rerun_is_idempotent_and_holiday_is_empty(quant_env: Settings) -> None:
         assert holiday.success
         hmeta = holiday.asset_materializations_for_node("raw_bars")[0].metadata
         assert hmeta["rows"].value == 0 and hmeta["expected_minutes"].value == 0
+
+
+def test_a_grid_past_the_limit_is_warned_in_the_run_log(
+    quant_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(partitions, "MAX_PARTITION_KEYS", 10)  # the project's grid is larger
+    with dg.instance_for_test() as instance:
+        result = run_range("2026-09-01", "2026-09-01", instance)
+        assert result.success
+        records = instance.all_logs(result.run_id)
+        warned = [r.user_message for r in records if r.level == logging.WARNING]
+        assert any("more than the ~10 partitions per asset" in m for m in warned)
 
 
 def files_market(folder: Path) -> MarketSourceResource:
