@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from quant_assets.features.spec import FEATURE_SPEC
 from quant_assets.labels import LabelSpec
+from quant_assets.models import data
 from quant_assets.models.data import (
     label_spec_of,
     labelled_sessions,
@@ -44,6 +45,18 @@ def test_loader_round_trips_and_builds_the_same_dataset(
     part = load_labelled_features(engine, ["AAA"], "2026-03-10", "2026-03-11")
     days = part["ts"].dt.tz_convert("America/New_York").dt.day.unique()
     assert sorted(days) == [10, 11]
+
+
+def test_reading_a_few_tickers_at_a_time_gives_the_same_frame(
+    engine: Engine, labelled_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store(labelled_frame, engine)
+    tickers = ["CCC", "AAA", "ZZZ", "BBB", "AAA"]  # unordered, a repeat, one with no rows
+    whole = load_labelled_features(engine, tickers, "2026-03-01", "2026-03-31", prices=True)
+    monkeypatch.setattr(data, "TICKERS_PER_READ", 1)
+    blocks = load_labelled_features(engine, tickers, "2026-03-01", "2026-03-31", prices=True)
+    assert list(whole["ticker"].unique()) == ["AAA", "BBB", "CCC"]
+    pd.testing.assert_frame_equal(blocks, whole)
 
 
 def test_mixed_label_specs_are_refused(engine: Engine, labelled_frame: pd.DataFrame) -> None:
