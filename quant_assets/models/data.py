@@ -61,8 +61,8 @@ def load_labelled_features(
     sigma, label_spec (JSON text or None), and with ``prices`` the adjusted open, high, low
     and close of each bar (for backtests). Sorted by ticker, ts.
 
-    Read ``TICKERS_PER_READ`` tickers at a time: the driver's rows are Python objects, ~8× the
-    typed frame (570 MiB for 80 tickers × 7 sessions), so one query for the whole universe
+    Read ``TICKERS_PER_READ`` tickers at a time: the driver's rows are Python objects, ~7× the
+    typed frame (~500 MiB at 80 tickers × 7 sessions), so one query for the whole universe
     made the peak memory grow with it; a block's rows are typed before the next is read.
     """
     if not tickers:
