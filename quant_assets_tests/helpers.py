@@ -19,6 +19,18 @@ from quant_assets.market.synthetic import SyntheticConfig, SyntheticMarket
 from quant_assets.storage.ephemeral_postgres import EphemeralPostgres
 
 TICKERS = ("AAPL", "MSFT")
+# Tiny networks for the tests that train (a second or two per fit on 2 cores): the training
+# settings' names and values, for run config and QUANT_TRAIN_* alike.
+TINY_NETWORKS = {
+    "epochs": 1,
+    "lstm_units": 8,
+    "lstm_dense": 8,
+    "transformer_d_model": 8,
+    "transformer_heads": 2,
+    "transformer_ff": 16,
+    "transformer_blocks": 1,
+    "parity_windows": 32,
+}
 HISTORY = ("2026-09-01", "2026-09-04")  # raw and adjusted bars
 FEATURE_DAYS = ("2026-09-03", "2026-09-04")  # features (two sessions of history before)
 LABEL_DAYS = ("2026-09-03",)  # labels on the first feature day only

@@ -23,21 +23,11 @@ from quant_assets.settings import Settings
 from quant_assets.storage.bars import read_bars
 from quant_assets.storage.database import get_engine
 from quant_assets.storage.ephemeral_postgres import free_port
-from quant_assets_tests.helpers import TICKERS, populate
+from quant_assets_tests.helpers import TICKERS, TINY_NETWORKS, populate
 from quant_assets_tests.market.helpers import MESSY_DAYS, MESSY_TICKERS, messy_bars, write_bars
 
 # Tiny networks for the commands that train (QUANT_TRAIN_* settings).
-TINY_TRAINING = {
-    "window": 20,
-    "epochs": 1,
-    "lstm_units": 8,
-    "lstm_dense": 8,
-    "transformer_d_model": 8,
-    "transformer_heads": 2,
-    "transformer_ff": 16,
-    "transformer_blocks": 1,
-    "parity_windows": 32,
-}
+TINY_TRAINING = {"window": 20, **TINY_NETWORKS}
 
 
 def test_an_unknown_source_is_one_line_listing_the_valid_ones(

@@ -23,7 +23,7 @@ from quant_assets.market import calendar
 from quant_assets.settings import Settings
 from quant_assets.storage.database import get_engine
 from quant_assets_tests.deployment.helpers import walk_forward_of
-from quant_assets_tests.helpers import populate
+from quant_assets_tests.helpers import TINY_NETWORKS, populate
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -35,19 +35,8 @@ FIGURES = {
 TICKERS = ("AAPL", "MSFT")
 HISTORY = ("2026-08-27", "2026-09-16")  # 15 sessions of bars
 DAYS = tuple(str(d.date()) for d in calendar.sessions("2026-08-31", "2026-09-16"))
-# Tiny networks (a second or two per fit on 2 cores); every other setting is the default.
-TINY = {
-    "tickers": list(TICKERS),
-    "window": 20,
-    "epochs": 1,
-    "lstm_units": 8,
-    "lstm_dense": 8,
-    "transformer_d_model": 8,
-    "transformer_heads": 2,
-    "transformer_ff": 16,
-    "transformer_blocks": 1,
-    "parity_windows": 32,
-}
+# Tiny networks; every other setting is the default.
+TINY = {"tickers": list(TICKERS), "window": 20, **TINY_NETWORKS}
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from quant_assets.market.factory import source_from_settings
 from quant_assets.models.bundle import load_bundle
 from quant_assets.settings import Settings
 from quant_assets.storage.database import get_engine, read_from_db
+from quant_assets_tests.helpers import TINY_NETWORKS
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -28,16 +29,7 @@ LIQUID, THIN, EMPTY = "CVX", "KO", "PEP"  # neighbours in the partition order: o
 TICKERS = [LIQUID, THIN, EMPTY]
 DAYS = list(calendar.sessions("2026-03-02", "2026-03-20"))  # 15 sessions
 NIGHT, NEXT = DAYS[-1], calendar.next_session(DAYS[-1])
-TINY = {
-    "epochs": 1,
-    "lstm_units": 8,
-    "lstm_dense": 8,
-    "transformer_d_model": 8,
-    "transformer_heads": 2,
-    "transformer_ff": 16,
-    "transformer_blocks": 1,
-    "parity_windows": 32,
-}
+TINY = TINY_NETWORKS
 
 DATASET = {"tickers": TICKERS, "sessions": len(DAYS), "holdout_sessions": 2, "window": 20}
 NIGHTLY_CONFIG = {

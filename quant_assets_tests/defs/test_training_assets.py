@@ -20,20 +20,12 @@ from quant_assets.models.bundle import list_bundles, load_bundle
 from quant_assets.models.data import labelled_features_from_bars
 from quant_assets.settings import Settings
 from quant_assets.storage.database import get_engine
+from quant_assets_tests.helpers import TINY_NETWORKS
 from quant_assets_tests.models.helpers import TICKERS, market_bars, store
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-TINY_MODEL = {
-    "epochs": 1,
-    "lstm_units": 8,
-    "lstm_dense": 8,
-    "transformer_d_model": 8,
-    "transformer_heads": 2,
-    "transformer_ff": 16,
-    "transformer_blocks": 1,
-    "parity_windows": 64,
-}
+TINY_MODEL = {**TINY_NETWORKS, "parity_windows": 64}
 
 
 @pytest.fixture
