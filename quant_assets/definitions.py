@@ -37,8 +37,15 @@ from quant_assets.defs.monitoring import (
 from quant_assets.defs.partitions import warn_if_grid_too_large
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource, MlflowResource
 from quant_assets.defs.training import nightly_job, nightly_retraining_schedule, training_assets
+from quant_assets.settings import Settings
+
+# Every step reads and writes whole tables and most jobs are a chain, so one process per run is
+# the default: a step process would first import TensorFlow and these definitions again
+# (15 s a step on 2 cores). QUANT_STEP_EXECUTOR=multiprocess runs independent steps in parallel.
+EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
 
 defs = dg.Definitions(
+    executor=EXECUTORS[Settings().step_executor],
     assets=[
         raw_bars,
         corporate_actions,

@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(30.0, gt=0)
     poll_jitter_s: float = Field(3.0, ge=0)
     partitions_start: date = date(2026, 1, 2)
+    # How a launched run executes its steps (definitions.py): in the run's process, or one
+    # process per step (steps in parallel, each paying the ~15 s import of the code location).
+    step_executor: Literal["in_process", "multiprocess"] = "in_process"
 
     # The demo window (sessions, inclusive) that `make demo` materializes.
     demo_start: date = date(2026, 9, 1)

@@ -20,7 +20,6 @@ daemon: the walk is about the pages, the daemon has tests of its own. Screenshot
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import subprocess
@@ -223,8 +222,6 @@ def test_the_demo_nightly_run_is_listed_under_its_job(
 def test_every_unpartitioned_asset_materializes_from_its_page(
     walk: Walk, page: Any, artifacts: Path
 ) -> None:
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
     from quant_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
@@ -236,13 +233,7 @@ def test_every_unpartitioned_asset_materializes_from_its_page(
             page.goto(f"{walk.dagster.url}/assets/{key.to_user_string()}")
             # The button's accessible name includes its icon's: match the text it shows.
             page.locator("button", has_text=re.compile(r"^Materialize$")).click()
-            # Dagster asks first when an upstream asset was never materialized (drift_report's
-            # live_predictions is not, with no champion): a user confirms.
-            confirm = page.get_by_role("button", name="Confirm")
-            with contextlib.suppress(PlaywrightTimeout):
-                confirm.wait_for(timeout=5_000)
-                confirm.click()
-            run = _new_run(instance, before)
+            run = _launched_run(page, instance, before)
             outcomes[key.to_user_string()] = run.status.value
             if run.status != dg.DagsterRunStatus.SUCCESS:
                 page.goto(f"{walk.dagster.url}/runs/{run.run_id}")
@@ -255,14 +246,20 @@ def test_every_unpartitioned_asset_materializes_from_its_page(
     )
 
 
-def _new_run(instance: dg.DagsterInstance, before: set[str]) -> dg.DagsterRun:
-    """The run the click launched, once it has finished."""
+def _launched_run(page: Any, instance: dg.DagsterInstance, before: set[str]) -> dg.DagsterRun:
+    """The run the click launched, once it has finished. Dagster asks first when an upstream
+    asset was never materialized (drift_report's live_predictions is not, with no champion):
+    then a user confirms."""
+    confirm = page.get_by_role("button", name="Confirm")
     deadline = time.monotonic() + RUN_TIMEOUT_S
+    new: list[dg.DagsterRun] = []
     while time.monotonic() < deadline:
         new = [r for r in instance.get_runs() if r.run_id not in before]
         if new and new[0].status in TERMINAL:
             return new[0]
-        time.sleep(1)
+        if not new and confirm.is_visible():
+            confirm.click()
+        page.wait_for_timeout(500)
     pytest.fail(f"no finished run {RUN_TIMEOUT_S} s after the click (new: {len(new)})")
 
 

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,8 +112,10 @@ def marked_processes(state_dir: Path) -> list[int]:
 class ProductionStack:
     """The stack whose state lives in ``state_dir``; ``start``, ``status``, ``stop``."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, poller_tickers: Sequence[str] | None = None) -> None:
+        """``poller_tickers``: the live poller's share of the universe (default all of it)."""
         self.state_dir = state_dir.resolve()
+        self.poller_tickers = tuple(poller_tickers) if poller_tickers else None
         self.logs = self.state_dir / "logs"
         self.dagster_home = self.state_dir / "dagster"
         self.quant_home = self.state_dir / "home"
@@ -290,9 +292,13 @@ class ProductionStack:
                 lambda: http_ok(f"{self.webserver_url}/server_info"),
             ),
             Service("daemon", [_bin("dagster-daemon"), "run", "-w", workspace], lambda: True),
-            Service("poller", [_bin("quant"), "ingest", "--dagster", "on"], lambda: True),
+            Service("poller", self._poller_argv(), lambda: True),
         ]
         return {s.name: s for s in services}
+
+    def _poller_argv(self) -> list[str]:
+        argv = [_bin("quant"), "ingest", "--dagster", "on"]
+        return [*argv, "--tickers", ",".join(self.poller_tickers)] if self.poller_tickers else argv
 
     def _launch(self, service: Service) -> None:
         env = self.env()
