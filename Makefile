@@ -35,13 +35,15 @@ demo: $(STAMP)
 	@mkdir -p $(DAGSTER_HOME) && [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.sqlite.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/quant demo
 
+# The 25 slowest tests are listed at the end.
 # Nothing is written into the tree but the browser tests' screenshots, in test-artifacts/ (ignored
 # by git): bytecode and numba's cache live under the temp directory.
 TEST_CACHE := $(or $(TMPDIR),/tmp)/quant_assets-test-cache
 test: $(STAMP) browser lint
 	PYTHONPYCACHEPREFIX=$(TEST_CACHE)/pycache NUMBA_CACHE_DIR=$(TEST_CACHE)/numba \
 	  HYPOTHESIS_STORAGE_DIRECTORY=$(TEST_CACHE)/hypothesis \
-	  QUANT_REQUIRE_BROWSER=1 QUANT_TEST_ARTIFACTS=$(CURDIR)/test-artifacts $(VENV)/bin/pytest
+	  QUANT_REQUIRE_BROWSER=1 QUANT_TEST_ARTIFACTS=$(CURDIR)/test-artifacts \
+	  $(VENV)/bin/pytest --durations=25
 
 # The browser test drives Debian's Chromium (Playwright's own browser downloads fail here).
 # Quiet and idempotent: nothing happens when $(CHROMIUM) exists.
