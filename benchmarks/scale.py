@@ -15,9 +15,10 @@ functions the Dagster assets call, per ticker as the assets do, in this order:
   and the validation pass of ``lstm_model``; calibration, TFLite export and MLflow left out).
 
 Every stage runs in its own fresh subprocess (``--child``), one after the other, on the
-configuration's database and dataset file, as Dagster's multiprocess executor runs each step:
-the peak RSS of a process (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is a high-water mark,
-so in one process a stage's peak could not be told apart from an earlier stage's. A child
+configuration's database and dataset file, as Dagster's multiprocess executor runs each step
+(``QUANT_STEP_EXECUTOR=multiprocess``): the peak RSS of a process
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is a high-water mark, so in one process a
+stage's peak could not be told apart from an earlier stage's. A child
 imports what its stage needs (TensorFlow only for ``training``) and opens the database, notes
 its RSS high-water mark then (``base``: the interpreter, the libraries, the engine), runs the
 stage under a timer and reports the seconds and the peak RSS. Process start and imports are
