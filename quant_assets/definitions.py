@@ -37,7 +37,7 @@ from quant_assets.defs.monitoring import (
 from quant_assets.defs.partitions import warn_if_grid_too_large
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource, MlflowResource
 from quant_assets.defs.training import nightly_job, nightly_retraining_schedule, training_assets
-from quant_assets.settings import Settings
+from quant_assets.settings import get_settings
 
 # Every step reads and writes whole tables and most jobs are a chain, so one process per run is
 # the default: a step process would first import TensorFlow and these definitions again
@@ -45,7 +45,7 @@ from quant_assets.settings import Settings
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
 
 defs = dg.Definitions(
-    executor=EXECUTORS[Settings().step_executor],
+    executor=EXECUTORS[get_settings().step_executor],
     assets=[
         raw_bars,
         corporate_actions,

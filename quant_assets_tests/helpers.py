@@ -3,8 +3,12 @@ populated project database."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pandas as pd
 import psycopg2
@@ -18,6 +22,7 @@ from quant_assets.market import calendar
 from quant_assets.market.synthetic import SyntheticConfig, SyntheticMarket
 from quant_assets.storage.ephemeral_postgres import EphemeralPostgres
 
+REPO = Path(__file__).resolve().parents[1]
 TICKERS = ("AAPL", "MSFT")
 # Tiny networks for the tests that train (a second or two per fit on 2 cores): the training
 # settings' names and values, for run config and QUANT_TRAIN_* alike.
@@ -79,3 +84,16 @@ def populate(
                 spec,
                 engine,
             )
+
+
+def fresh_interpreter(code: str, cwd: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new Python with ``env`` on top of this one's: the definitions read the
+    settings once per process, at import."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        check=False,
+    )

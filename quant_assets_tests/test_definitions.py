@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from quant_assets.definitions import defs
+from quant_assets_tests.helpers import fresh_interpreter
 
-REPO = Path(__file__).resolve().parents[1]
 JOBS = ("nightly_retraining", "ingest_raw_bars", "live_monitoring", "evaluate")
 
 
@@ -20,19 +17,11 @@ def test_launched_runs_execute_their_steps_in_the_run_process_by_default() -> No
 
 
 def test_the_setting_gives_one_process_per_step(tmp_path: Path) -> None:
-    # A fresh interpreter: the definitions read the settings once, at import.
     probe = (
         "from quant_assets.definitions import defs; "
         "print(defs.resolve_job_def('nightly_retraining').executor_def.name)"
     )
-    env = {**os.environ, "QUANT_HOME": str(tmp_path), "QUANT_STEP_EXECUTOR": "multiprocess"}
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": str(REPO)},
-        check=False,
-    )
+    env = {"QUANT_HOME": str(tmp_path), "QUANT_STEP_EXECUTOR": "multiprocess"}
+    done = fresh_interpreter(probe, tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "multiprocess"

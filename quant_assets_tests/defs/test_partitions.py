@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -19,8 +16,8 @@ from quant_assets.defs.partitions import (
     grid_warning,
     warn_if_grid_too_large,
 )
+from quant_assets_tests.helpers import fresh_interpreter
 
-REPO = Path(__file__).resolve().parents[2]
 YEAR_2025_WEEKDAYS = 261
 
 
@@ -61,21 +58,12 @@ def test_warns_past_the_limit_and_is_silent_within() -> None:
 
 
 def test_loading_the_definitions_with_a_large_universe_warns(tmp_path: Path) -> None:
-    # A fresh interpreter: the partitions are built from settings at import, once per process.
     env = {
-        **os.environ,
         "QUANT_HOME": str(tmp_path),
         "QUANT_TICKERS": ",".join(f"T{k:04d}" for k in range(500)),
         "QUANT_PARTITIONS_START": "2025-01-01",
     }
-    done = subprocess.run(
-        [sys.executable, "-c", "import quant_assets.definitions"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": str(REPO)},
-        check=False,
-    )
+    done = fresh_interpreter("import quant_assets.definitions", tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert "PartitionGridWarning" in done.stderr
     assert "500 tickers" in done.stderr and "partition by day only" in done.stderr
