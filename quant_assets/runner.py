@@ -21,7 +21,7 @@ from quant_assets.defs.ingestion import GAP_IDS_TAG, ticker_done
 from quant_assets.defs.partitions import (
     day_ticker_key,
     day_ticker_partitions,
-    range_tags,
+    job_range_tags,
     ticker_partitions,
 )
 from quant_assets.defs.resources import MarketSourceResource
@@ -85,9 +85,10 @@ def run_partition_range(
     resources: Mapping[str, object] | None = None,
     run_id: str | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Run a day × ticker job once over the rectangle of sessions and tickers (one run)."""
-    tags = range_tags(first_day, last_day, tickers)
+    """Run a partitioned job once over sessions first … last: the rectangle with ``tickers``
+    for a day × ticker job, every ticker of the market resource for a day-partitioned one."""
     job = defs.resolve_job_def(job_name)
+    tags = job_range_tags(job.partitions_def, first_day, last_day, tickers)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     return execute_in_process(
         job,

@@ -52,3 +52,23 @@ def _config_type(kind: Any, description: str | None) -> tuple[Any, str | None]:
 def dataclass_values(config: dg.Config, source: type) -> dict[str, Any]:
     """The values of ``config`` that are fields of the dataclass ``source``."""
     return config.model_dump(include=set(field_types(source)))
+
+
+class TickersConfig(dg.Config):
+    """Which tickers a day-partitioned run builds."""
+
+    tickers: list[str] = Field(
+        default_factory=list,
+        description="the tickers to build; empty: every ticker of the market resource",
+    )
+
+    def chosen(self, universe: Sequence[str]) -> list[str]:
+        """The tickers asked for (all of ``universe`` when none), sorted; refuses a ticker
+        outside ``universe`` with the valid ones named."""
+        unknown = sorted(set(self.tickers) - set(universe))
+        if unknown:
+            raise dg.Failure(
+                f"tickers {', '.join(unknown)} are not in the market's universe "
+                f"({', '.join(universe)}); set QUANT_TICKERS or the market resource's tickers"
+            )
+        return sorted(set(self.tickers or universe))

@@ -6,15 +6,17 @@
   actions than the ledger now implies, with the number of stale sessions and why. Its data
   version is a hash of the ledger, so an unchanged ledger does not mark anything downstream as
   changed.
-* ``adjusted_bars`` (session × ticker, like ``raw_bars``): raw × cumulative factor. For each
-  ticker of the run, when the ledger fingerprint changed, *every* stored session of the ticker
-  is rebuilt in one transaction, and each earlier partition whose factors changed gets its own
-  materialization event in this run, with the reason ("rebuilt because of new split 2:1 ex
-  2026-05-28"): the rebuild is visible per partition in the UI, not silent.
+* ``adjusted_bars`` (one partition per session, mapped from that day's ``raw_bars`` of every
+  ticker): raw × cumulative factor, for every ticker of the market resource (or the run
+  config's ``tickers``). When a ticker's ledger fingerprint changed, *every* stored session of
+  the ticker is rebuilt in one transaction, and each earlier day whose factors changed gets its
+  own materialization event in this run, with the tickers and the reason ("AAPL: rebuilt
+  because of new split 2:1 ex 2026-05-28"): the rebuild is visible per partition in the UI,
+  not silent. Per-ticker figures (mode, rows, sessions) are in the metadata.
 * ``adjusted_bars_rebuild_sensor``: when ``corporate_actions`` reports stale tickers, requests
-  one ``rebuild_adjusted_bars`` run per ticker (its newest partition; the run rebuilds all of
-  that ticker's earlier partitions as above). The run key carries the fingerprint, so one
-  ledger change launches one rebuild.
+  one ``rebuild_adjusted_bars`` run per ticker (its newest day, with ``tickers: [that one]``;
+  the run rebuilds all of that ticker's earlier sessions as above). The run key carries the
+  fingerprint, so one ledger change launches one rebuild.
 * ``premarket_corporate_actions_schedule``: 08:00 America/New_York on weekdays, before the open.
 
 (No ``from __future__ import annotations`` here: Dagster inspects the ``context`` annotation at
@@ -40,15 +42,15 @@ from quant_assets.corporate_actions.ledger import (
     fetch_corporate_actions,
     read_corporate_actions,
 )
+from quant_assets.defs.configs import TickersConfig
 from quant_assets.defs.metadata import json_value
 from quant_assets.defs.partitions import (
     BIG_TABLES_POOL,
-    day_ticker_key,
-    day_ticker_partitions,
+    day_key,
+    partition_days,
     session_partitions,
-    split_keys,
-    ticker_partitions,
 )
+from quant_assets.defs.progress import ProgressLog
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.market import calendar
 from quant_assets.market.coverage import MAX_GAP_SESSIONS
@@ -100,17 +102,20 @@ def corporate_actions(
 
 
 @dg.asset(
-    partitions_def=day_ticker_partitions,
+    partitions_def=session_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=BIG_TABLES_POOL,
     group_name=GROUP,
     kinds={"sql", "pandas"},
+    # A day depends on that day's raw_bars of every ticker: the mapping Dagster infers from a
+    # day × ticker upstream with the same day dimension (MultiToSingleDimensionPartitionMapping).
     deps=["raw_bars", corporate_actions],
     description=(
         "Adjusted 1-minute bars (table adjusted_bars) = raw bars × cumulative corporate-action "
         "factors as of the newest stored data: total-return OHLC (what features and models "
-        "use) plus a split-only close, volume × later split ratios, and the factors. A ticker "
-        "whose ledger changed is rebuilt entirely in one transaction; earlier partitions it "
+        "use) plus a split-only close, volume × later split ratios, and the factors. One "
+        "partition per session, for every ticker (per-ticker figures in the metadata). A "
+        "ticker whose ledger changed is rebuilt entirely in one transaction; earlier days it "
         "rewrote are reported as materialized by this run, with the reason."
     ),
     check_specs=[
@@ -126,25 +131,29 @@ def corporate_actions(
     ],
 )
 def adjusted_bars(
-    context: dg.AssetExecutionContext, database: DatabaseResource
+    context: dg.AssetExecutionContext,
+    config: TickersConfig,
+    database: DatabaseResource,
+    market: MarketSourceResource,
 ) -> dg.MaterializeResult:
-    """Build the adjusted bars of the run's partitions (whole tickers when their ledger changed)."""
+    """Build the adjusted bars of the run's days for each ticker (whole tickers when their
+    ledger changed)."""
     engine = database.engine
-    by_ticker = split_keys(context.partition_keys)
+    days = partition_days(context.partition_keys)
+    sessions = [d for d in days if calendar.is_session(d)]
+    tickers = config.chosen(market.tickers)
     builds: list[TickerBuild] = []
-    for i, (ticker, days) in enumerate(sorted(by_ticker.items()), start=1):
-        sessions = [d for d in days if calendar.is_session(d)]
+    progress = ProgressLog(context.log, len(tickers))
+    for i, ticker in enumerate(tickers, start=1):
         build = rebuild_ticker(engine, ticker, sessions)
         builds.append(build)
-        context.log.info(f"[{i}/{len(by_ticker)}] {build.summary()}")
+        progress.step(i, build.summary())
         for r in build.plan.skipped.itertuples():
             if not str(r.reason).startswith("before any data"):
                 context.log.info(
                     f"{ticker}: skipped {describe_action(r.ex_date, r.action, r.value)}: {r.reason}"
                 )
-        if build.mode == "full" and build.stale_sessions:
-            _report_rebuilt_partitions(context, build)
-    tickers = sorted(by_ticker)
+    _report_rebuilt_partitions(context, builds, set(days))
     boundaries = read_session_boundaries(engine, tickers)
     jumps = find_unexplained_jumps(boundaries, ledger=read_corporate_actions(engine, tickers))
     for j in jumps.itertuples():
@@ -209,36 +218,40 @@ def adjusted_bars_rebuild_sensor(
     return [
         dg.RunRequest(
             run_key=f"rebuild:{ticker}:{info['fingerprint'][:16]}",
-            partition_key=day_ticker_key(info["last_session"], ticker),
+            partition_key=day_key(info["last_session"]),
+            run_config={"ops": {"adjusted_bars": {"config": {"tickers": [ticker]}}}},
             tags={"quant/rebuild_reason": f"{ticker}: {'; '.join(info['changes'])}"[:250]},
         )
         for ticker, info in sorted(stale.items())
-        if ticker in _ticker_keys()
+        if session_partitions.has_partition_key(day_key(info["last_session"]))
     ]
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def _ticker_keys() -> set[str]:
-    return set(ticker_partitions.get_partition_keys())
-
-
-def _report_rebuilt_partitions(context: dg.AssetExecutionContext, build: TickerBuild) -> None:
-    """One materialization event per earlier partition this build rewrote with new factors."""
-    reason = "; ".join(build.changes) or build.reason
+def _report_rebuilt_partitions(
+    context: dg.AssetExecutionContext, builds: list[TickerBuild], run_days: set[pd.Timestamp]
+) -> None:
+    """One materialization event per earlier day (not one of the run's own) that a full
+    rebuild rewrote with new factors, naming each ticker rebuilt there and why."""
     first_partition = pd.Timestamp(session_partitions.start.date())
-    if build.ticker not in _ticker_keys():
-        return
-    days = [d for d in build.stale_sessions if d >= first_partition]
-    context.log.warning(f"{build.summary()}; reporting {len(days)} rebuilt partitions")
-    for day in days:
+    reasons: dict[pd.Timestamp, dict[str, str]] = {}
+    for build in builds:
+        if build.mode != "full" or not build.stale_sessions:
+            continue
+        days = [d for d in build.stale_sessions if d >= first_partition and d not in run_days]
+        context.log.warning(f"{build.summary()}; reporting {len(days)} rebuilt days")
+        for day in days:
+            reasons.setdefault(day, {})[build.ticker] = "; ".join(build.changes) or build.reason
+    for day, by_ticker in sorted(reasons.items()):
+        because = "; ".join(f"{t}: {why}" for t, why in sorted(by_ticker.items()))
         context.log_event(
             dg.AssetMaterialization(
                 asset_key=context.asset_key,
-                partition=day_ticker_key(day, build.ticker),
-                description=f"rebuilt because of {reason}",
+                partition=day_key(day),
+                description=f"rebuilt because of {because}",
                 metadata={
-                    "rebuilt_because": dg.MetadataValue.text(reason),
-                    "ledger_fingerprint": dg.MetadataValue.text(build.plan.fingerprint),
+                    "rebuilt_because": dg.MetadataValue.text(because),
+                    "rebuilt_tickers": json_value(sorted(by_ticker)),
                 },
             )
         )
@@ -340,9 +353,19 @@ def _build_metadata(builds: list[TickerBuild], database: str) -> dict[str, dg.Me
         "actions_skipped": json_value(skipped[:MAX_LISTED]),
         "pending_actions": dg.MetadataValue.int(sum(len(b.plan.pending()) for b in builds)),
         "ledger_fingerprints": json_value({b.ticker: b.plan.fingerprint for b in builds}),
+        "per_ticker": dg.MetadataValue.md(_per_ticker_builds(builds)),
         "series_for_models": dg.MetadataValue.text("total_return (open/high/low/close)"),
         "database": dg.MetadataValue.text(database),
     }
+
+
+def _per_ticker_builds(builds: list[TickerBuild]) -> str:
+    lines = ["| ticker | mode | rows written | sessions written |", "|---|---|---|---|"]
+    lines += [
+        f"| {b.ticker} | {b.mode} | {b.rows_written:,} | {len(b.sessions_written)} |"
+        for b in builds
+    ]
+    return "\n".join(lines)
 
 
 def _jump_check(jumps: pd.DataFrame, boundaries: pd.DataFrame) -> dg.AssetCheckResult:

@@ -1,6 +1,7 @@
-"""``features`` and ``labels``: derived tables of the adjusted bars, partitioned like them, built
-by one multi-asset step (a run that selects both reads each ticker's bars once), and the
-``daily_tables`` job (adjusted bars → features and labels over a range of partitions)."""
+"""``features`` and ``labels``: derived tables of the adjusted bars, partitioned by day like them
+and built for every ticker of the market resource by one multi-asset step (a run that selects
+both reads each ticker's bars once), and the ``daily_tables`` job (adjusted bars → features and
+labels over a range of days)."""
 
 from collections.abc import Iterator
 
@@ -15,10 +16,11 @@ from quant_assets.daily_tables import (
     write_features,
     write_labels,
 )
-from quant_assets.defs.configs import config_class, dataclass_values
+from quant_assets.defs.configs import TickersConfig, config_class, dataclass_values
 from quant_assets.defs.metadata import json_value
-from quant_assets.defs.partitions import BIG_TABLES_POOL, day_ticker_partitions, split_keys
-from quant_assets.defs.resources import DatabaseResource
+from quant_assets.defs.partitions import BIG_TABLES_POOL, partition_days, session_partitions
+from quant_assets.defs.progress import ProgressLog
+from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.features.spec import FEATURE_SPEC
 from quant_assets.labels import LabelSpec
 from quant_assets.market import calendar
@@ -29,8 +31,8 @@ CHECK_LABELS = "labels_consistent"
 
 FEATURES, LABELS = dg.AssetKey("features"), dg.AssetKey("labels")
 
-# Triple-barrier parameters: LabelSpec's fields and defaults.
-LabelsConfig = config_class("LabelsConfig", LabelSpec)
+# Triple-barrier parameters (LabelSpec's fields and defaults) and the tickers to build.
+LabelsConfig = config_class("LabelsConfig", LabelSpec, base=TickersConfig)
 
 
 @dg.multi_asset(
@@ -74,43 +76,63 @@ LabelsConfig = config_class("LabelsConfig", LabelSpec)
             description="Labels in {-1, 0, 1}; t1 after ts and inside the same session.",
         ),
     ],
-    partitions_def=day_ticker_partitions,
+    partitions_def=session_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=BIG_TABLES_POOL,
     can_subset=True,
 )
 def features_and_labels(
-    context: dg.AssetExecutionContext, config: LabelsConfig, database: DatabaseResource
+    context: dg.AssetExecutionContext,
+    config: LabelsConfig,
+    database: DatabaseResource,
+    market: MarketSourceResource,
 ) -> Iterator[dg.MaterializeResult]:
-    """Features and/or labels (whichever the run selects) of every session × ticker partition
-    of this run; one step, so a run that builds both reads each ticker's bars once."""
+    """Features and/or labels (whichever the run selects) of every day of this run for each
+    ticker; one step, so a run that builds both reads each ticker's bars once."""
     engine = database.engine
     spec = LabelSpec(**dataclass_values(config, LabelSpec))
     want_features = FEATURES in context.selected_asset_keys
     want_labels = LABELS in context.selected_asset_keys
+    days = partition_days(context.partition_keys)
     now = pd.Timestamp.now(tz="UTC")
+    done = [d for d in days if calendar.span_of_days(d, d)[1] <= now] if want_labels else []
+    if want_labels and len(done) < len(days):
+        context.log.info(f"{len(days) - len(done)} session(s) not over: no labels for them yet")
+    tickers = config.chosen(market.tickers)
     feature_frames, label_frames = [], []
-    for ticker, days in sorted(split_keys(context.partition_keys).items()):
-        done = [d for d in days if calendar.span_of_days(d, d)[1] <= now] if want_labels else []
-        if want_labels and len(done) < len(days):
-            context.log.info(f"{ticker}: {len(days) - len(done)} session(s) not over; skipped")
+    progress = ProgressLog(context.log, len(tickers))
+    for i, ticker in enumerate(tickers, start=1):
         if want_features:
             frame, labelled = build_features_and_labels(engine, ticker, days, done, spec)
             write_features(frame, engine)
             feature_frames.append(frame)
-            context.log.info(f"{ticker}: {len(frame)} feature rows over {len(days)} partitions")
         elif done:
             labelled = build_labels(engine, ticker, done, spec)
         if done:
             write_labels(labelled, spec, engine)
             label_frames.append(labelled)
+        built = [f"{len(frame)} feature rows"] if want_features else []
+        built += [f"{len(labelled)} labels"] if done else []
+        progress.step(i, f"{ticker}: {', '.join(built) or 'nothing'}")
     if want_features:
-        yield _features_result(feature_frames)
+        yield _features_result(feature_frames, tickers)
     if want_labels:
-        yield _labels_result(label_frames, spec)
+        yield _labels_result(label_frames, spec, tickers)
 
 
-def _features_result(frames: list[pd.DataFrame]) -> dg.MaterializeResult:
+def _per_ticker(table: pd.DataFrame, tickers: list[str], extra: str | None = None) -> str:
+    """A markdown table of rows per ticker (every ticker of the run, zero where none)."""
+    counts = table.groupby("ticker").size() if len(table) else pd.Series(dtype=int)
+    extras = table.groupby("ticker")[extra].sum() if extra and len(table) else pd.Series(dtype=int)
+    header = f"| ticker | rows |{f' {extra} |' if extra else ''}"
+    lines = [header, "|---|---|" + ("---|" if extra else "")]
+    for t in tickers:
+        row = f"| {t} | {int(counts.get(t, 0)):,} |"
+        lines.append(row + (f" {int(extras.get(t, 0)):,} |" if extra else ""))
+    return "\n".join(lines)
+
+
+def _features_result(frames: list[pd.DataFrame], tickers: list[str]) -> dg.MaterializeResult:
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     inputs = table[list(FEATURE_SPEC.columns)].astype("float64") if len(table) else None
     warm = table["warm"].astype(bool) if len(table) else pd.Series([], dtype=bool)
@@ -124,6 +146,10 @@ def _features_result(frames: list[pd.DataFrame]) -> dg.MaterializeResult:
             "feature_version": dg.MetadataValue.text(FEATURE_SPEC.version),
             "model_inputs": json_value(list(FEATURE_SPEC.columns)),
             "nan_counts": json_value(nan_counts),
+            "tickers": dg.MetadataValue.int(len(tickers)),
+            "per_ticker": dg.MetadataValue.md(
+                _per_ticker(table.assign(warm=warm) if len(table) else table, tickers, "warm")
+            ),
         },
         check_results=[
             dg.AssetCheckResult(
@@ -136,7 +162,9 @@ def _features_result(frames: list[pd.DataFrame]) -> dg.MaterializeResult:
     )
 
 
-def _labels_result(frames: list[pd.DataFrame], spec: LabelSpec) -> dg.MaterializeResult:
+def _labels_result(
+    frames: list[pd.DataFrame], spec: LabelSpec, tickers: list[str]
+) -> dg.MaterializeResult:
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["label"])
     counts = table["label"].value_counts(dropna=False)
     balance = {str(k): int(v) for k, v in counts.items()}
@@ -146,6 +174,8 @@ def _labels_result(frames: list[pd.DataFrame], spec: LabelSpec) -> dg.Materializ
             "rows": dg.MetadataValue.int(len(table)),
             "class_balance": json_value(balance),
             "label_spec": json_value(label_spec_json(spec)),
+            "tickers": dg.MetadataValue.int(len(tickers)),
+            "per_ticker": dg.MetadataValue.md(_per_ticker(table, tickers)),
         },
         check_results=[_label_check(table)],
     )
@@ -172,5 +202,5 @@ def _label_check(table: pd.DataFrame) -> dg.AssetCheckResult:
 daily_tables_job = dg.define_asset_job(
     "daily_tables",
     selection=dg.AssetSelection.assets("adjusted_bars", FEATURES, LABELS),
-    description="Adjusted bars, features and labels for a range of session × ticker partitions.",
+    description="Adjusted bars, features and labels for a range of days, every ticker.",
 )

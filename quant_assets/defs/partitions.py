@@ -1,4 +1,12 @@
-"""Partitions: weekday sessions (America/New_York) × tickers."""
+"""Partitions: weekday sessions (America/New_York), × tickers for the raw bars.
+
+``raw_bars`` is partitioned by day × ticker: a source delivers, misses and is backfilled one
+ticker-session at a time (the poller's gaps, ``quant import`` of a few tickers). The derived
+tables (``adjusted_bars``, ``features``, ``labels``) are partitioned by day only, each day
+mapped from that day's raw-bar partitions of every ticker: they are rebuilt per day for the
+whole universe, so one Dagster event per day (not per day × ticker) records the work, and the
+per-ticker figures are in each materialization's metadata.
+"""
 
 from __future__ import annotations
 
@@ -53,7 +61,7 @@ def grid_warning(
     if days * tickers <= limit:
         return None
     return (
-        f"the day × ticker partition grid of raw_bars, adjusted_bars, features and labels has "
+        f"the day × ticker partition grid of raw_bars has "
         f"{days * tickers:,} keys ({days:,} weekdays since QUANT_PARTITIONS_START × {tickers:,} "
         f"tickers), more than the ~{limit:,} partitions per asset Dagster advises (about "
         f"{limit // WEEKDAYS_PER_YEAR} tickers for one year): the UI's partition views and "
@@ -79,6 +87,16 @@ def day_ticker_key(day: pd.Timestamp | str, ticker: str) -> str:
     return dg.MultiPartitionKey({DATE_DIM: date_key, TICKER_DIM: ticker})
 
 
+def day_key(day: pd.Timestamp | str) -> str:
+    """The partition key of one session of a day-partitioned asset."""
+    return pd.Timestamp(day).strftime(DATE_FMT)
+
+
+def partition_days(keys: Iterable[str]) -> list[pd.Timestamp]:
+    """The sorted session labels of day partition keys."""
+    return sorted(pd.Timestamp(str(k)) for k in keys)
+
+
 def split_keys(keys: Iterable[str]) -> dict[str, list[pd.Timestamp]]:
     """Group multi-partition keys into {ticker: sorted session labels}."""
     by_ticker: dict[str, list[pd.Timestamp]] = {}
@@ -91,12 +109,31 @@ def split_keys(keys: Iterable[str]) -> dict[str, list[pd.Timestamp]]:
 def range_tags(
     first: pd.Timestamp | str, last: pd.Timestamp | str, tickers: Sequence[str] | None = None
 ) -> dict[str, str]:
-    """Run tags that make one run cover sessions first … last × all tickers (a rectangle)."""
+    """Run tags that make one run of a day × ticker job cover sessions first … last × all
+    tickers (a rectangle)."""
     tickers = list(tickers or get_settings().tickers)
     return {
         PARTITION_RANGE_START_TAG: day_ticker_key(first, tickers[0]),
         PARTITION_RANGE_END_TAG: day_ticker_key(last, tickers[-1]),
     }
+
+
+def day_range_tags(first: pd.Timestamp | str, last: pd.Timestamp | str) -> dict[str, str]:
+    """Run tags that make one run of a day-partitioned job cover sessions first … last."""
+    return {PARTITION_RANGE_START_TAG: day_key(first), PARTITION_RANGE_END_TAG: day_key(last)}
+
+
+def job_range_tags(
+    partitions_def: dg.PartitionsDefinition | None,
+    first: pd.Timestamp | str,
+    last: pd.Timestamp | str,
+    tickers: Sequence[str] | None = None,
+) -> dict[str, str]:
+    """The range tags for a job of either partitioning (``tickers`` bound only the day × ticker
+    rectangle; a day-partitioned job builds every ticker of its market resource)."""
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        return range_tags(first, last, tickers)
+    return day_range_tags(first, last)
 
 
 # The Dagster pool of the assets that write the big per-minute tables (raw_bars, adjusted_bars,

@@ -24,7 +24,7 @@ from quant_assets import tracking
 from quant_assets.defs.configs import config_class
 from quant_assets.defs.images import linked_png_markdown, png_markdown
 from quant_assets.defs.metadata import json_value
-from quant_assets.defs.partitions import range_tags
+from quant_assets.defs.partitions import day_range_tags
 from quant_assets.defs.resources import DatabaseResource, MlflowResource
 from quant_assets.labels import CLASS_NAMES
 from quant_assets.market import calendar
@@ -364,7 +364,7 @@ nightly_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*NIGHTLY_ASSETS),
     description=(
         "corporate actions → adjusted bars → features → labels → dataset → LSTM and "
-        "Transformer → champion, over the partitions of the last session (or any range)."
+        "Transformer → champion, over the last session's day partition (or any range of days)."
     ),
 )
 
@@ -376,9 +376,9 @@ nightly_job = dg.define_asset_job(
     description="02:00 New York on weekdays: retrain on everything up to the last session.",
 )
 def nightly_retraining_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    """One run over the last completed session × all tickers, then the unpartitioned assets."""
+    """One run over the last completed session (every ticker), then the unpartitioned assets."""
     now = pd.Timestamp(context.scheduled_execution_time).tz_convert("UTC")
     last = calendar.session_before(calendar.session_of(now), 0)
     if calendar.is_session(calendar.session_of(now)) and now < calendar.session_bounds(last)[1]:
         last = calendar.session_before(last, 1)
-    return dg.RunRequest(run_key=f"nightly-{last.date()}", tags=range_tags(last, last))
+    return dg.RunRequest(run_key=f"nightly-{last.date()}", tags=day_range_tags(last, last))

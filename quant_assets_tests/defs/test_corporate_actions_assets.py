@@ -23,7 +23,7 @@ from quant_assets.defs.corporate_actions import (
     rebuild_adjusted_bars_job,
 )
 from quant_assets.defs.ingestion import raw_bars
-from quant_assets.defs.partitions import day_ticker_key
+from quant_assets.defs.partitions import day_key
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.market import calendar
 from quant_assets.settings import Settings
@@ -61,16 +61,18 @@ def load_raw(settings: Settings) -> None:
         write_bars(sampled(ticker), get_engine(settings))
 
 
-def run_adjusted(instance: dg.DagsterInstance, first: str, last: str, tickers=TICKERS):
+def run_adjusted(instance: dg.DagsterInstance, first: str, last: str, tickers=()):
+    """adjusted_bars over days first … last (every ticker, or ``tickers``)."""
     return dg.materialize(
         [raw_bars, corporate_actions, adjusted_bars],
         selection=[adjusted_bars],
         instance=instance,
         resources=resources(),
         tags={
-            "dagster/asset_partition_range_start": f"{first}|{tickers[0]}",
-            "dagster/asset_partition_range_end": f"{last}|{tickers[-1]}",
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
         },
+        run_config={"ops": {"adjusted_bars": {"config": {"tickers": list(tickers)}}}},
     )
 
 
@@ -202,7 +204,8 @@ def test_missing_split_is_flagged_then_the_new_action_rebuilds_earlier_partition
         context = dg.build_sensor_context(instance=instance, definitions=defs)
         tick = adjusted_bars_rebuild_sensor.evaluate_tick(context)
         (request,) = tick.run_requests
-        assert request.partition_key == day_ticker_key(last, "AAPL")
+        assert request.partition_key == day_key(last)
+        assert request.run_config == {"ops": {"adjusted_bars": {"config": {"tickers": ["AAPL"]}}}}
         assert "new split 2:1" in request.tags["quant/rebuild_reason"]
 
         rebuild = dg.materialize(
@@ -211,6 +214,7 @@ def test_missing_split_is_flagged_then_the_new_action_rebuilds_earlier_partition
             instance=instance,
             resources=resources(),
             partition_key=request.partition_key,
+            run_config=request.run_config,
         )
         assert rebuild.success and checks(rebuild)[CHECK_NO_JUMP].passed
         meta = asset_meta(rebuild, "adjusted_bars")
@@ -222,12 +226,14 @@ def test_missing_split_is_flagged_then_the_new_action_rebuilds_earlier_partition
         events = rebuilt_events(instance, rebuild.run_id)
         assert len(events) == n_before
         assert all(
-            e.metadata["rebuilt_because"].value == f"new split 2:1 ex {AAPL_SPLIT.date()}"
+            e.metadata["rebuilt_because"].value == f"AAPL: new split 2:1 ex {AAPL_SPLIT.date()}"
+            and e.metadata["rebuilt_tickers"].value == ["AAPL"]
             for e in events
         )
         partitions = {e.partition for e in events}
-        assert day_ticker_key(SESSIONS[0], "AAPL") in partitions
-        assert day_ticker_key(AAPL_SPLIT, "AAPL") not in partitions  # factors unchanged there
+        assert day_key(SESSIONS[0]) in partitions
+        assert day_key(AAPL_SPLIT) not in partitions  # factors unchanged there
+        assert "| AAPL | full |" in meta["per_ticker"].value
 
         adjusted_store.rebuild_adjusted_bars(engine, ["MSFT"])
         assert_matches_truth(quant_env)

@@ -12,7 +12,7 @@ from quant_assets import daily_tables
 from quant_assets.corporate_actions.adjusted_store import read_adjusted_bars, rebuild_adjusted_bars
 from quant_assets.corporate_actions.ledger import fetch_corporate_actions
 from quant_assets.defs.features import FEATURES, LABELS, features_and_labels
-from quant_assets.defs.resources import DatabaseResource
+from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.features.indicators import create_features
 from quant_assets.features.spec import FEATURE_SPEC
 from quant_assets.ingestion.sessions import ingest_sessions
@@ -33,10 +33,10 @@ def materialize(keys: list[dg.AssetKey], instance: dg.DagsterInstance) -> dg.Exe
         [features_and_labels],
         selection=keys,
         instance=instance,
-        resources={"database": DatabaseResource()},
+        resources={"database": DatabaseResource(), "market": MarketSourceResource(tickers=TICKERS)},
         tags={
-            "dagster/asset_partition_range_start": f"{TARGET[0]}|{TICKERS[0]}",
-            "dagster/asset_partition_range_end": f"{TARGET[1]}|{TICKERS[-1]}",
+            "dagster/asset_partition_range_start": TARGET[0],
+            "dagster/asset_partition_range_end": TARGET[1],
         },
     )
 
@@ -89,8 +89,12 @@ def test_features_equal_the_core_on_full_history(
     np.testing.assert_allclose(
         stored[cols].to_numpy(float), expected[cols].to_numpy(float), rtol=1e-9, atol=1e-9
     )
-    meta = materializations(result, FEATURES)[0].metadata
+    events = materializations(result, FEATURES)
+    assert sorted(e.partition for e in events) == list(TARGET)  # one event per day, not per ticker
+    meta = events[0].metadata
     assert meta["rows"].value == len(stored) and meta["warm_rows"].value == len(stored)
+    for ticker, n in stored.groupby("ticker").size().items():
+        assert f"| {ticker} | {n:,} | {n:,} |" in meta["per_ticker"].value
 
 
 def test_labels_equal_the_core_and_report_balance(

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from quant_assets.defs.corporate_actions import corporate_actions
 from quant_assets.defs.monitoring import live_predictions
-from quant_assets.defs.partitions import range_tags
+from quant_assets.defs.partitions import day_range_tags
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.deployment.champion import promote_manually
 from quant_assets.deployment.registry import ModelRegistry
@@ -25,7 +25,7 @@ from quant_assets_tests.helpers import TINY_NETWORKS
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-LIQUID, THIN, EMPTY = "CVX", "KO", "PEP"  # neighbours in the partition order: one rectangle
+LIQUID, THIN, EMPTY = "CVX", "KO", "PEP"
 TICKERS = [LIQUID, THIN, EMPTY]
 DAYS = list(calendar.sessions("2026-03-02", "2026-03-20"))  # 15 sessions
 NIGHT, NEXT = DAYS[-1], calendar.next_session(DAYS[-1])
@@ -65,11 +65,15 @@ def run_job(
     days: tuple[pd.Timestamp, pd.Timestamp],
     run_config: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """One run of a job of the project's Definitions over days × TICKERS."""
+    """One run of a day-partitioned job of the project's Definitions over days, for TICKERS
+    (the market resource of the test's settings)."""
     from quant_assets.definitions import defs
 
     return defs.resolve_job_def(name).execute_in_process(
-        instance=instance, tags=range_tags(*days, TICKERS), run_config=run_config or {}
+        instance=instance,
+        tags=day_range_tags(*days),
+        run_config=run_config or {},
+        resources={"market": MarketSourceResource.from_settings(Settings())},
     )
 
 
