@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text, update
 
@@ -344,13 +345,15 @@ def read_adjusted_bars(
         frame = read_select(conn, query.order_by(t.c.ticker, t.c.ts))
     frame["ticker"] = frame["ticker"].astype("string")
     for col in cols[2:]:
-        frame[col] = frame[col].astype("float64")
-    if kind == "split_only":
-        ratio = frame["split_factor"] / frame["price_factor"]
-        for col in ("open", "high", "low"):
-            frame[col] = frame[col] * ratio
-        frame["close"] = frame["split_close"]
-    return frame[list(BAR_COLUMNS)].reset_index(drop=True)
+        if frame[col].dtype != np.float64:  # PostgreSQL's COPY text of an empty result
+            frame[col] = frame[col].astype("float64")
+    if kind == "total_return":
+        return frame
+    ratio = frame["split_factor"] / frame["price_factor"]
+    for col in ("open", "high", "low"):
+        frame[col] = frame[col] * ratio
+    frame["close"] = frame["split_close"]
+    return frame[list(BAR_COLUMNS)]
 
 
 def history_start(engine: Engine, ticker: str, before: pd.Timestamp, bars: int) -> pd.Timestamp:

@@ -37,7 +37,10 @@ def read_bars(
         frame = read_select(conn, query)
     if frame.empty:
         return empty_bars()
-    return as_bar_dtypes(frame)
+    # The read already gives the stored types (UTC timestamps, float prices, BIGINT volumes);
+    # only the ticker text becomes the bar layout's string dtype.
+    frame["ticker"] = frame["ticker"].astype("string")
+    return frame
 
 
 def last_bar_times(engine: Engine, tickers: Sequence[str]) -> dict[str, pd.Timestamp]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import gc
 import io
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -72,9 +73,13 @@ def sqlite_values(values: pd.Series, sql_type: TypeEngine, conn: Connection) -> 
     if isinstance(sql_type, Integer) and dtype == np.dtype("int64"):
         return values.tolist()
     # Anything else exactly as the dict path treated it: None for NA, then the type's processor.
-    objects = values.astype(object).where(values.notna(), None).tolist()
+    objects = values.to_numpy(dtype=object)
+    missing = pd.isna(objects)
+    if missing.any():
+        objects = objects.copy()
+        objects[missing] = None
     process = sql_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    return objects if process is None else [process(v) for v in objects]
+    return objects.tolist() if process is None else [process(v) for v in objects.tolist()]
 
 
 def _datetime_text(values: pd.Series, unit: str) -> list[Any]:
@@ -82,9 +87,27 @@ def _datetime_text(values: pd.Series, unit: str) -> list[Any]:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     stamps = values.to_numpy(dtype=f"datetime64[{unit}]")
-    text = np.char.replace(np.datetime_as_string(stamps, unit=unit), "T", " ").astype(object)
-    text[np.isnat(stamps)] = None
-    return text.tolist()
+    missing = np.isnat(stamps)
+    text = np.datetime_as_string(stamps, unit=unit)
+    if unit != "D":
+        text = _space_for_t(text, missing)
+    objects = text.astype(object)
+    objects[missing] = None
+    return objects.tolist()
+
+
+def _space_for_t(text: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """ISO ``YYYY-MM-DDTHH:…`` text with a space for the ``T``: set in place as the 11th
+    character of the fixed-width strings (3× faster than a string replace); any other layout
+    (a year past 9999) the slow way."""
+    if not len(text):
+        return text
+    width = text.dtype.itemsize // np.dtype("<U1").itemsize
+    chars = text.view("<U1").reshape(len(text), width) if width > 10 else None
+    if chars is None or not (chars[~missing, 10] == "T").all():
+        return np.char.replace(text, "T", " ")
+    chars[:, 10] = " "
+    return text
 
 
 def read_select(conn: Connection, query: Select) -> pd.DataFrame:
@@ -112,9 +135,10 @@ def read_select(conn: Connection, query: Select) -> pd.DataFrame:
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
     return pd.DataFrame(
         {
-            name: _typed(np.array(values, dtype=object), sql_type)
+            name: _typed(values, sql_type)
             for name, values, sql_type in zip(names, columns, types, strict=True)
-        }
+        },
+        copy=False,
     )
 
 
@@ -132,19 +156,34 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _typed(values: np.ndarray, sql_type: TypeEngine) -> Any:
-    """One column of values in the dtype its SQL type reads as."""
+def _typed(values: tuple[Any, ...], sql_type: TypeEngine) -> Any:
+    """One column of fetched values in the dtype its SQL type reads as (numpy converts the
+    tuple at once; no intermediate object array for numbers)."""
     if isinstance(sql_type, DateTime):
-        parsed = pd.to_datetime(values, utc=True, format="ISO8601")
-        return parsed.astype("datetime64[ns, UTC]")
+        return _utc_stamps(np.array(values, dtype=object))
     if isinstance(sql_type, Float):
-        return values.astype("float64")  # None -> NaN
-    if isinstance(sql_type, Integer) and values.dtype == object:
+        return np.array(values, dtype="float64")  # None -> NaN
+    objects = np.array(values, dtype=object)
+    if isinstance(sql_type, Integer):
         try:
-            return values.astype("int64")
+            return objects.astype("int64")
         except TypeError:  # a NULL: keep the Python objects (None stays None)
-            return values
-    return values
+            return objects
+    return objects
+
+
+def _utc_stamps(text: np.ndarray) -> pd.DatetimeIndex:
+    """SQLite's naive-UTC timestamp text as ``datetime64[ns, UTC]``: numpy's ISO parser for the
+    text SQLAlchemy stores (``YYYY-MM-DD HH:MM:SS[.ffffff]``, 3× faster than pandas'), pandas'
+    for anything else (a UTC offset, which numpy only warns about)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            stamps = text.astype("datetime64[us]")
+    except (ValueError, TypeError, UserWarning):
+        parsed = pd.to_datetime(text, utc=True, format="ISO8601")
+        return pd.DatetimeIndex(parsed).astype("datetime64[ns, UTC]")
+    return pd.DatetimeIndex(stamps.astype("datetime64[ns]")).tz_localize("UTC")
 
 
 # Session settings that make COPY's text independent of the server's configuration: ISO dates,

@@ -306,12 +306,41 @@ def upsert_frame(
     if df.empty:
         return 0
     keys = [c.name for c in table.primary_key.columns]
-    if df.duplicated(subset=keys).any():
+    if not set(keys) <= set(columns):  # a generated key: nothing to order or compare
+        ordered = df
+    elif _strictly_increasing(df, keys):  # as the builders make them: unique and in order
+        ordered = df[columns]
+    elif df.duplicated(subset=keys).any():
         raise ValueError(f"frame for {table_name} has duplicate primary keys")
-    ordered = df[columns].sort_values(keys, kind="stable") if set(keys) <= set(columns) else df
+    else:
+        ordered = df[columns].sort_values(keys, kind="stable")
     if conn.dialect.name == "postgresql":
         return _upsert_postgres_copy(conn, table, ordered[columns], update)
     return _upsert_sqlite(conn, table, ordered[columns], update)
+
+
+def _strictly_increasing(df: pd.DataFrame, keys: Sequence[str]) -> bool:
+    """Whether the rows' key tuples strictly increase (so they are unique and sorted): one
+    vectorized pass instead of hashing every key and sorting. False when a key cannot be
+    compared (a null, mixed types): the caller then checks and sorts the general way."""
+    if len(df) < 2:
+        return True
+    greater = np.zeros(len(df) - 1, dtype=bool)
+    equal = np.ones(len(df) - 1, dtype=bool)
+    try:
+        for key in keys:
+            column = df[key]
+            # A tz-aware column as UTC datetime64 (its plain to_numpy is one object per row).
+            as_dtype = "datetime64[ns]" if isinstance(column.dtype, pd.DatetimeTZDtype) else None
+            values = column.to_numpy(dtype=as_dtype)
+            if pd.isna(values).any():
+                return False
+            previous, following = values[:-1], values[1:]
+            greater |= equal & (following > previous)
+            equal &= following == previous
+    except TypeError:
+        return False
+    return bool(greater.all())
 
 
 def insert_frame(conn: Connection, table_name: str, df: pd.DataFrame) -> int:

@@ -141,6 +141,29 @@ def test_sqlite_tuples_store_what_the_dict_path_stored(frame: pd.DataFrame) -> N
     assert stored(new, labels) == stored(old, labels)
 
 
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(frame=label_frames(), duplicate=st.booleans())
+def test_a_frame_in_key_order_stores_what_a_shuffled_one_stores(
+    frame: pd.DataFrame, duplicate: bool
+) -> None:
+    """The upsert skips its duplicate check and sort for rows already in strict key order (as
+    the builders make them): the stored rows are the same, and a duplicate is still refused."""
+    in_order = frame.assign(utc=frame["ts"].dt.tz_convert("UTC"))
+    in_order = in_order.sort_values(["ticker", "utc"]).drop(columns="utc")
+    if duplicate:
+        in_order = pd.concat([in_order, in_order.iloc[-1:]], ignore_index=True)
+    shuffled, ordered = sqlite_pair()
+    if duplicate:
+        with ordered.begin() as conn, pytest.raises(ValueError, match="duplicate primary keys"):
+            upsert_frame(conn, "labels", in_order)
+        return
+    with shuffled.begin() as conn:
+        upsert_frame(conn, "labels", frame.sample(frac=1.0, random_state=1))
+    with ordered.begin() as conn:
+        assert upsert_frame(conn, "labels", in_order) == len(frame)
+    assert stored(ordered, labels) == stored(shuffled, labels)
+
+
 @pytest.mark.parametrize(
     ("table", "frame"), [(features, feature_frame()), (adjusted_bars, adjusted_frame())]
 )

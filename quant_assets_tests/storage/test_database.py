@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy import Engine, inspect, text
 
@@ -15,6 +18,7 @@ from quant_assets.settings import Settings
 from quant_assets.storage.bars import read_bars, write_bars
 from quant_assets.storage.database import (
     DatabaseUnavailableError,
+    _strictly_increasing,
     create_db_engine,
     read_from_db,
     write_to_db,
@@ -212,3 +216,24 @@ def test_concurrent_upserts_of_shuffled_frames_never_abort(settings_for) -> None
     engine.dispose()
     assert errors == []
     assert count(create_db_engine(settings)) == 600
+
+
+@given(
+    keys=st.lists(
+        st.tuples(
+            st.sampled_from(["A", "B", "C", None]),
+            st.one_of(st.none(), st.integers(0, 5)),
+        ),
+        max_size=12,
+    )
+)
+def test_strictly_increasing_keys_mean_unique_and_sorted(keys: list[tuple]) -> None:
+    frame = pd.DataFrame(
+        {
+            "ticker": pd.array([k[0] for k in keys], dtype="string"),
+            "ts": pd.to_datetime([k[1] for k in keys], unit="m", utc=True),
+        }
+    )
+    complete = all(t is not None and m is not None for t, m in keys)
+    in_order = all(a < b for a, b in itertools.pairwise(keys)) if complete else False
+    assert _strictly_increasing(frame, ["ticker", "ts"]) == (in_order or len(keys) < 2)
