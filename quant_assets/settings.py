@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     completeness_floor: float | None = Field(None, gt=0, le=1)
     poll_interval_s: float = Field(30.0, gt=0)
     poll_jitter_s: float = Field(3.0, ge=0)
+    # A poller restarted after a longer outage queues gaps for this many sessions back only.
+    poller_max_backfill_sessions: int = Field(10, ge=0)
     partitions_start: date = date(2026, 1, 2)
     # How a launched run executes its steps (definitions.py): in the run's process, or one
     # process per step (steps in parallel, each paying the ~15 s import of the code location).

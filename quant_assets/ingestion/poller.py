@@ -97,6 +97,10 @@ class PollerConfig:
     buffer_max_rows: int = 200_000  # ~25 sessions of 20 tickers
     max_quarantine_rows: int = 10_000
     max_pending_gaps: int = 10_000
+    # After a longer outage only this many sessions before the current one are queued as gaps
+    # (backfilling months minute-gap by minute-gap would hold the big-tables pool for hours);
+    # the warning names the `quant import` that loads the older ones in one run.
+    max_backfill_sessions: int = 10
     summary_every_s: float = 1800.0
 
     def __post_init__(self) -> None:
@@ -108,6 +112,8 @@ class PollerConfig:
             )
         if not 0 <= self.poll_jitter_s < self.poll_interval_s:
             raise ValueError("poll_jitter_s must be in [0, poll_interval_s)")
+        if self.max_backfill_sessions < 0:
+            raise ValueError("max_backfill_sessions must be >= 0")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> PollerConfig:
@@ -115,6 +121,7 @@ class PollerConfig:
         values: dict[str, object] = {
             "tickers": tuple(settings.tickers),
             "poll_interval_s": settings.poll_interval_s,
+            "max_backfill_sessions": settings.poller_max_backfill_sessions,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "poll_jitter_s" not in values:  # jitter stays below half the (overridden) interval
@@ -598,6 +605,7 @@ class Poller:
     def _restore(self, engine: Engine, now: pd.Timestamp) -> None:
         """Set each cursor from the newest stored bar (and queue what lies before our tracking)."""
         last = last_bar_times(engine, self.config.tickers)
+        oldest = self._oldest_backfilled(now)
         for ticker, ts in last.items():
             stored_end = ts + MINUTE
             if stored_end > now.floor("min"):
@@ -605,6 +613,20 @@ class Poller:
                     "%s: the newest stored bar %s is after the clock %s; ignored", ticker, ts, now
                 )
                 continue
+            if stored_end < oldest:
+                log.warning(
+                    "%s: the newest stored bar is %s, more than %d sessions ago: only the gaps "
+                    "since %s are queued; load the sessions between with `quant import "
+                    "--tickers %s --start %s --end %s`",
+                    ticker,
+                    ts,
+                    self.config.max_backfill_sessions,
+                    oldest,
+                    ticker,
+                    calendar.session_of(ts).date(),
+                    calendar.session_before(calendar.session_of(oldest), 1).date(),
+                )
+                stored_end = oldest
             first = self._first_start.get(ticker)
             if ticker in self._cursor and first is not None and stored_end < first:
                 self._add_gaps(session_ranges(ticker, stored_end, first))
@@ -613,6 +635,13 @@ class Poller:
         log.info(
             "restored the last bar times of %d of %d tickers", len(last), len(self.config.tickers)
         )
+
+    def _oldest_backfilled(self, now: pd.Timestamp) -> pd.Timestamp:
+        """The open of the oldest session a restart still queues gaps for."""
+        session = self._current_session(now)
+        return calendar.session_bounds(
+            calendar.session_before(session, self.config.max_backfill_sessions)
+        )[0]
 
     def _flush(self, now: pd.Timestamp, force: bool = False) -> None:
         """Write buffered bars, then gaps, then quarantined rows (each its own transaction).

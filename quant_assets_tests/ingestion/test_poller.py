@@ -188,6 +188,28 @@ def test_restart_restores_the_cursor_and_queues_the_downtime(
     assert len(msft) == len(market.get_bars("MSFT", open_, ny(DAY, "10:39")))
 
 
+def test_a_restart_after_a_long_outage_queues_only_the_recent_sessions(
+    engine: Engine, market: SyntheticMarket, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="quant_assets.ingestion.poller")
+    long_ago = calendar.session_before(DAY, 20)
+    open_, close = calendar.session_bounds(long_ago)
+    write_bars(market.get_bars("AAPL", open_, close).tail(1), engine)
+    poller, *_ = poller_on(market, engine, ny(DAY, "10:30"), max_backfill_sessions=3)
+    poller.run(until=ny(DAY, "10:40"))
+    aapl = [e for e in queue.entries(engine) if e.ticker == "AAPL"]
+    oldest = calendar.session_bounds(calendar.session_before(DAY, 3))[0]
+    assert min(e.start for e in aapl) == oldest  # not the 20 sessions since the stored bar
+    assert {calendar.session_of(e.start) for e in aapl} == set(
+        calendar.sessions(calendar.session_before(DAY, 3), DAY)
+    )
+    command = (
+        f"quant import --tickers AAPL --start {long_ago.date()} "
+        f"--end {calendar.session_before(DAY, 4).date()}"
+    )
+    assert any(command in r.getMessage() for r in caplog.records)
+
+
 def test_database_down_at_start_does_not_stop_polling(
     engine: Engine, market: SyntheticMarket
 ) -> None:
