@@ -167,6 +167,10 @@ class ProductionStack:
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             "QUANT_MLFLOW_UI_URL": self.mlflow_url,
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            # dagster-postgres opens a connection per stored event; with batching on, a run's
+            # materializations of many partitions go in one INSERT (a 45-day daily_tables run
+            # measured 1.63x its stages' time without, 1.36x with: benchmarks/derived_tables.py).
+            "DAGSTER_EVENT_BATCH_SIZE": os.environ.get("DAGSTER_EVENT_BATCH_SIZE", "1000"),
         }
 
     # --- start -----------------------------------------------------------------------------
