@@ -4,7 +4,7 @@ import warnings
 
 import dagster as dg
 
-# The day × ticker assets run a backfill as one run (BackfillPolicy.single_run) by design;
+# The partitioned table assets run a backfill as one run (BackfillPolicy.single_run) by design;
 # Dagster marks the parameter beta and would say so once per asset at every start-up.
 warnings.filterwarnings(
     "ignore",

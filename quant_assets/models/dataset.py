@@ -156,7 +156,8 @@ class FeatureScaler:
         x = np.asarray(x, dtype=np.float32)
         if x.shape[-1] != len(self.columns):
             raise ValueError(f"expected {len(self.columns)} features, got {x.shape[-1]}")
-        out = (x - self.center.astype(np.float32)) / self.scale.astype(np.float32)
+        out = np.subtract(x, self.center.astype(np.float32), dtype=np.float32)
+        out /= self.scale.astype(np.float32)  # in place: one output array, no temporaries
         return np.clip(out, -self.clip, self.clip, out=out)
 
     def to_dict(self) -> dict[str, Any]:
@@ -467,7 +468,7 @@ def build_dataset(
     if (~new_ticker & (np.r_[1, np.diff(ts_ns)] <= 0)).any():
         raise ValueError("labelled feature rows have duplicate (ticker, ts)")
 
-    x = frame[columns].to_numpy(dtype=np.float64)[order]
+    x = _ordered_matrix(frame, columns, order)
     warm = (
         frame["warm"].astype("boolean").fillna(False).to_numpy(dtype=bool)[order]
         if "warm" in frame.columns
@@ -532,8 +533,20 @@ def build_dataset(
 
     train_start, train_end = (b.value for b in plan.bounds("train"))  # type: ignore[union-attr]
     fit_rows = valid & (ts_ns >= train_start) & (ts_ns < train_end)
-    scaler = FeatureScaler.fit(x[fit_rows], columns, config.scaler, config.scaler_clip)
+    fit_x = x[fit_rows]
+    scaler = FeatureScaler.fit(fit_x, columns, config.scaler, config.scaler_clip)
+    reference = training_reference(
+        fit_x,
+        codes[fit_rows],
+        tuple(str(t) for t in names),
+        ts_ns[fit_rows],
+        columns,
+        config.reference_sample,
+        config.seed,
+    )
+    del fit_x
     rows_raw = x.astype(np.float32)
+    del x  # the float64 rows are not needed past here: the peak holds one copy of them
     rows_scaled = scaler.transform(rows_raw)
     rows_scaled[~valid] = np.nan
     stats["scaler_fit_rows"] = int(fit_rows.sum())
@@ -552,19 +565,22 @@ def build_dataset(
         samples=samples,
         scaler=scaler,
         class_weights=balanced_class_weights(samples["train"].y),
-        reference_stats=training_reference(
-            x[fit_rows],
-            codes[fit_rows],
-            tuple(str(t) for t in names),
-            ts_ns[fit_rows],
-            columns,
-            config.reference_sample,
-            config.seed,
-        ),
+        reference_stats=reference,
         config=config.to_dict(),
         stats=stats,
         holdout_market=_holdout_market(frame, order, ts_ns, plan),
     )
+
+
+def _ordered_matrix(frame: pd.DataFrame, columns: Sequence[str], order: np.ndarray) -> np.ndarray:
+    """The (n, F) float64 matrix of ``columns`` in row ``order``, filled column by column: no
+    intermediate frame or unordered copy of the whole matrix (the largest arrays of the build)."""
+    x = np.empty((order.size, len(columns)), dtype=np.float64)
+    identity = bool((order == np.arange(order.size)).all())
+    for j, column in enumerate(columns):
+        values = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        x[:, j] = values if identity else values[order]
+    return x
 
 
 def _holdout_market(
