@@ -19,6 +19,7 @@ from quant_assets.features.spec import FEATURE_SPEC, FEATURE_WARMUP_BARS, Featur
 from quant_assets.labels import LabelSpec, triple_barrier_labels
 from quant_assets.market import calendar
 from quant_assets.market.frames import PRICE_COLUMNS
+from quant_assets.storage.bulk import read_select
 from quant_assets.storage.database import to_db_timestamp, to_utc
 
 LABEL_FIELDS: tuple[str, ...] = ("label", "t1", "ret", "sigma")
@@ -63,7 +64,8 @@ def load_labelled_features(
 
     Read ``TICKERS_PER_READ`` tickers at a time: the driver's rows are Python objects, ~7× the
     typed frame (~500 MiB at 80 tickers × 7 sessions), so one query for the whole universe
-    made the peak memory grow with it; a block's rows are typed before the next is read.
+    made the peak memory grow with it; a block's rows are typed (``read_select``: straight into
+    columns) before the next is read.
     """
     if not tickers:
         raise ValueError("no tickers to load")
@@ -110,7 +112,8 @@ def _load_block(
         .order_by(f.ticker, f.ts)
     )
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).fetchall(), columns=cols)
+        frame = read_select(conn, query)  # typed columns: no Row or object frame per value
+    frame = frame[cols]
     frame["ticker"] = frame["ticker"].astype("string")
     frame["label_spec"] = frame["label_spec"].astype("str")  # also where a block has none
     for c in ("ts", "t1"):

@@ -139,15 +139,20 @@ class FeatureScaler:
             raise ValueError(
                 f"scaler needs rows of shape (n > 0, {len(columns)}), got {rows.shape}"
             )
-        if kind == "robust":
-            q25, center, q75 = np.nanpercentile(rows, [25, 50, 75], axis=0)
-            scale = q75 - q25
-        elif kind == "minmax":
-            center = np.nanmin(rows, axis=0)
-            scale = np.nanmax(rows, axis=0) - center
-        else:
+        if kind not in ("robust", "minmax"):
             raise ValueError(f"unknown scaler kind {kind!r}")
-        std = np.nanstd(rows, axis=0)
+        # Column by column: the nan-aware reductions copy their input, one column at a time
+        # instead of the whole (n, F) matrix.
+        center, scale, std = (np.empty(rows.shape[1]) for _ in range(3))
+        for j in range(rows.shape[1]):
+            values = rows[:, j]
+            if kind == "robust":
+                q25, center[j], q75 = np.nanpercentile(values, [25, 50, 75])
+                scale[j] = q75 - q25
+            else:
+                center[j] = np.nanmin(values)
+                scale[j] = np.nanmax(values) - center[j]
+            std[j] = np.nanstd(values)
         scale = np.where(scale > 0, scale, np.where(std > 0, std, 1.0))
         return cls(kind, tuple(columns), center.astype(np.float64), scale.astype(np.float64), clip)
 
@@ -237,7 +242,7 @@ def training_reference(
     ``ReferenceStats.from_dict`` reads back.
     """
     out: dict[str, Any] = {"summary": reference_stats(rows, columns, sample_size, seed)}
-    frame = pd.DataFrame(np.asarray(rows, dtype=np.float64), columns=list(columns))
+    frame = pd.DataFrame(np.asarray(rows, dtype=np.float64), columns=list(columns), copy=False)
     frame.insert(0, "ticker", np.asarray(tickers, dtype=object)[ticker_codes])
     frame.insert(1, "ts", pd.DatetimeIndex(np.asarray(ts_ns).view("datetime64[ns]"), tz="UTC"))
     return {**reference_stats_from_frame(frame, list(columns)).to_dict(), **out}
@@ -535,6 +540,8 @@ def build_dataset(
     fit_rows = valid & (ts_ns >= train_start) & (ts_ns < train_end)
     fit_x = x[fit_rows]
     scaler = FeatureScaler.fit(fit_x, columns, config.scaler, config.scaler_clip)
+    rows_raw = x.astype(np.float32)
+    del x  # the float64 rows are not needed past here: the peak holds one copy of them
     reference = training_reference(
         fit_x,
         codes[fit_rows],
@@ -545,8 +552,6 @@ def build_dataset(
         config.seed,
     )
     del fit_x
-    rows_raw = x.astype(np.float32)
-    del x  # the float64 rows are not needed past here: the peak holds one copy of them
     rows_scaled = scaler.transform(rows_raw)
     rows_scaled[~valid] = np.nan
     stats["scaler_fit_rows"] = int(fit_rows.sum())

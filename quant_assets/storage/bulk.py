@@ -163,13 +163,12 @@ def _typed(values: tuple[Any, ...], sql_type: TypeEngine) -> Any:
         return _utc_stamps(np.array(values, dtype=object))
     if isinstance(sql_type, Float):
         return np.array(values, dtype="float64")  # None -> NaN
-    objects = np.array(values, dtype=object)
     if isinstance(sql_type, Integer):
         try:
-            return objects.astype("int64")
+            return np.array(values, dtype="int64")
         except TypeError:  # a NULL: keep the Python objects (None stays None)
-            return objects
-    return objects
+            pass
+    return np.array(values, dtype=object)
 
 
 def _utc_stamps(text: np.ndarray) -> pd.DatetimeIndex:
