@@ -133,11 +133,15 @@ def enqueue_gaps(
 
 
 def _extend_pending(conn: Connection, engine: Engine, gap: Gap, stamp: object) -> bool:
-    """Stretch the ticker's newest pending entry of the gap's session over the gap, if any."""
+    """Stretch the ticker's newest pending entry of the gap's session over the gap, if any.
+
+    When an entry with the stretched span is queued already (any status: e.g. a session
+    replayed after its gaps were settled), that entry covers the gap: nothing changes, and the
+    gap counts as queued (stretching would duplicate its key)."""
     day_start, _ = calendar.span_of_days(gap.day, gap.day)
     t = backfill_queue
     query = (
-        select(t.c.id, t.c.end_ts)
+        select(t.c.id, t.c.start_ts, t.c.end_ts)
         .where(
             t.c.ticker == gap.ticker,
             t.c.status == "pending",
@@ -150,9 +154,12 @@ def _extend_pending(conn: Connection, engine: Engine, gap: Gap, stamp: object) -
     row = conn.execute(query).first()
     if row is None:
         return False
-    conn.execute(
-        update(t).where(t.c.id == row.id).values(end_ts=_db_ts(gap.end, engine), updated_at=stamp)
+    end = _db_ts(gap.end, engine)
+    covering = select(t.c.id).where(
+        t.c.ticker == gap.ticker, t.c.start_ts == row.start_ts, t.c.end_ts == end
     )
+    if conn.execute(covering).first() is None:
+        conn.execute(update(t).where(t.c.id == row.id).values(end_ts=end, updated_at=stamp))
     return True
 
 

@@ -137,6 +137,30 @@ def test_the_poller_keeps_one_open_entry_per_ticker_and_session(engine: Engine) 
     assert len(queue.entries(engine)) == 2
 
 
+def test_a_replayed_session_whose_gap_is_settled_queues_without_a_duplicate_key(
+    engine: Engine,
+) -> None:
+    """Stretching the open entry over a new gap would give it the span of an entry settled
+    before (a session polled again): that entry covers the gap, and nothing is refused."""
+    first, second = (
+        Gap("AAPL", ny(DAY, f"10:{m:02d}"), ny(DAY, f"10:{m + 1:02d}")) for m in (1, 5)
+    )
+    assert queue.enqueue_gaps(engine, [first], merge=True) == 1
+    assert queue.enqueue_gaps(engine, [second], merge=True) == 0  # stretched to 10:01-10:06
+    (settled,) = queue.entries(engine)
+    queue.set_status(engine, [settled.id], "done")
+    assert queue.enqueue_gaps(engine, [first], merge=True) == 1  # the replay: open again
+    assert queue.enqueue_gaps(engine, [second], merge=True) == 0  # covered by the done entry
+    spans = sorted(
+        (e.start, e.end, e.status)
+        for e in queue.entries(engine, ("pending", "requested", "done", "unfillable"))
+    )
+    assert spans == [
+        (ny(DAY, "10:01"), ny(DAY, "10:02"), "pending"),
+        (ny(DAY, "10:01"), ny(DAY, "10:06"), "done"),
+    ]
+
+
 def test_settling_many_entries_is_one_transaction(engine: Engine, monkeypatch) -> None:
     gaps = [
         Gap("AAPL", ny(DAY, f"10:{m:02d}"), ny(DAY, f"10:{m + 1:02d}")) for m in range(0, 40, 2)

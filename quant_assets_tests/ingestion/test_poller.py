@@ -210,6 +210,30 @@ def test_a_restart_after_a_long_outage_queues_only_the_recent_sessions(
     assert any(command in r.getMessage() for r in caplog.records)
 
 
+def test_gaps_the_database_refuses_are_let_go_without_holding_back_bars(
+    engine: Engine,
+    market: SyntheticMarket,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A data error on queueing gaps is not an outage: no backoff, the bars keep flowing."""
+    from sqlalchemy.exc import IntegrityError
+
+    def refuse(*_args: object, **_kwargs: object) -> int:
+        raise IntegrityError("INSERT INTO backfill_queue", {}, Exception("UNIQUE constraint"))
+
+    monkeypatch.setattr("quant_assets.ingestion.poller.enqueue_gaps", refuse)
+    caplog.set_level(logging.WARNING, logger="quant_assets.ingestion.poller")
+    open_ = calendar.session_bounds(DAY)[0]
+    write_bars(market.get_bars("AAPL", open_, ny(DAY, "10:00")), engine)  # a gap until 10:25
+    poller, *_ = poller_on(market, engine, ny(DAY, "10:30"))
+    stats = poller.run(until=ny(DAY, "10:40"))
+    assert stats.db_errors == 0 and stats.gaps_found > 0
+    assert any("could not queue" in r.getMessage() for r in caplog.records)
+    stored = read_bars(engine, ["MSFT"], open_, ny(DAY, "10:39"))
+    assert len(stored) == len(market.get_bars("MSFT", open_, ny(DAY, "10:39")))
+
+
 def test_database_down_at_start_does_not_stop_polling(
     engine: Engine, market: SyntheticMarket
 ) -> None:
