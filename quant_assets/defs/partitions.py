@@ -83,8 +83,7 @@ def warn_if_grid_too_large(
 
 def day_ticker_key(day: pd.Timestamp | str, ticker: str) -> str:
     """The multi-partition key string of one session and ticker."""
-    date_key = pd.Timestamp(day).strftime(DATE_FMT)
-    return dg.MultiPartitionKey({DATE_DIM: date_key, TICKER_DIM: ticker})
+    return dg.MultiPartitionKey({DATE_DIM: day_key(day), TICKER_DIM: ticker})
 
 
 def day_key(day: pd.Timestamp | str) -> str:

@@ -581,10 +581,8 @@ def _ordered_matrix(frame: pd.DataFrame, columns: Sequence[str], order: np.ndarr
     """The (n, F) float64 matrix of ``columns`` in row ``order``, filled column by column: no
     intermediate frame or unordered copy of the whole matrix (the largest arrays of the build)."""
     x = np.empty((order.size, len(columns)), dtype=np.float64)
-    identity = bool((order == np.arange(order.size)).all())
     for j, column in enumerate(columns):
-        values = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
-        x[:, j] = values if identity else values[order]
+        x[:, j] = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)[order]
     return x
 
 

@@ -306,17 +306,15 @@ def upsert_frame(
     if df.empty:
         return 0
     keys = [c.name for c in table.primary_key.columns]
-    if not set(keys) <= set(columns):  # a generated key: nothing to order or compare
-        ordered = df
-    elif _strictly_increasing(df, keys):  # as the builders make them: unique and in order
-        ordered = df[columns]
-    elif df.duplicated(subset=keys).any():
-        raise ValueError(f"frame for {table_name} has duplicate primary keys")
-    else:
-        ordered = df[columns].sort_values(keys, kind="stable")
+    # Rows in strict key order (as the builders make them) are unique and sorted already; a
+    # generated key has nothing to compare.
+    if set(keys) <= set(columns) and not _strictly_increasing(df, keys):
+        if df.duplicated(subset=keys).any():
+            raise ValueError(f"frame for {table_name} has duplicate primary keys")
+        df = df.sort_values(keys, kind="stable")
     if conn.dialect.name == "postgresql":
-        return _upsert_postgres_copy(conn, table, ordered[columns], update)
-    return _upsert_sqlite(conn, table, ordered[columns], update)
+        return _upsert_postgres_copy(conn, table, df[columns], update)
+    return _upsert_sqlite(conn, table, df[columns], update)
 
 
 def _strictly_increasing(df: pd.DataFrame, keys: Sequence[str]) -> bool:
