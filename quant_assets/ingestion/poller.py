@@ -667,32 +667,35 @@ class Poller:
                 self._buffer.clear()
                 self.stats.bars_written += len(frame)
                 self._report(frame)
-            if pending.gaps:
-                what = "queueing gaps"
-                self.stats.gaps_queued += enqueue_gaps(engine, pending.gaps, merge=True)
-                pending.gaps = []
         except Exception as err:
-            if what == "queueing gaps" and not is_outage(err):
-                self._gaps_refused(err)  # retrying the same rows would fail the same way
-            else:
-                self._db_failed(now, err, what)
-                return
+            self._db_failed(now, err, what)
+            return
+        if pending.gaps and not self._queue_gaps(engine, now):
+            return
         if pending.quarantine and not self._write_quarantine(engine, now):
             return
         self._db_ok()
 
-    def _gaps_refused(self, err: Exception) -> None:
-        """The database refused the gaps (a data error, not an outage): say which, let go."""
-        gaps = self._pending.gaps
-        log.error(
-            "could not queue %d gaps (%s: %s); they are let go: %s",
-            len(gaps),
-            type(err).__name__,
-            _short(err),
-            "; ".join(f"{g.ticker} {g.start}..{g.end}" for g in gaps[:10]),
-            exc_info=True,
-        )
-        self._pending.gaps = []
+    def _queue_gaps(self, engine: Engine, now: pd.Timestamp) -> bool:
+        """Queue the held gaps; False when the database is unavailable. Gaps it refuses (a data
+        error: retrying the same rows would fail the same way) are logged and let go."""
+        pending = self._pending
+        try:
+            self.stats.gaps_queued += enqueue_gaps(engine, pending.gaps, merge=True)
+        except Exception as err:
+            if is_outage(err):
+                self._db_failed(now, err, "queueing gaps")
+                return False
+            log.error(
+                "could not queue %d gaps (%s: %s); they are let go: %s",
+                len(pending.gaps),
+                type(err).__name__,
+                _short(err),
+                "; ".join(f"{g.ticker} {g.start}..{g.end}" for g in pending.gaps[:10]),
+                exc_info=True,
+            )
+        pending.gaps = []
+        return True
 
     def _write_quarantine(self, engine: Engine, now: pd.Timestamp) -> bool:
         """Store the held refused rows; False when the database is unavailable."""
