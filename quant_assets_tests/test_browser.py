@@ -186,7 +186,10 @@ def test_a_model_asset_page_opens_on_its_plots(walk: Walk, page: Any, artifacts:
     # The plots are the first entry of the metadata table, drawn in place.
     first_row = image.evaluate("img => img.closest('tbody').querySelector('tr').innerText")
     assert first_row.strip().startswith("plots")
-    assert page.locator('img[alt="confusion matrix"]').first.evaluate("i => i.naturalWidth") > 0
+    # The second plot is fetched from the MLflow UI on its own: wait for it as for the first.
+    confusion = page.locator('img[alt="confusion matrix"]').first
+    page.wait_for_function(drawn, arg=confusion.element_handle())
+    assert confusion.evaluate("i => i.naturalWidth") > 0
     page.screenshot(path=str(artifacts / "walkthrough_model_asset.png"), full_page=True)
 
 
