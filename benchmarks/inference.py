@@ -13,10 +13,13 @@ process, single-threaded LiteRT (``num_threads=1``):
 * the same on a batch of 20 windows (one per ticker) — goal p50 ≤ 1 ms, one invoke of the
   dynamic-batch models; for the LSTM also the route bundles had before (batch fixed at 1,
   looped), exported from the same weights;
-* one live scoring of 20 tickers at a minute, as ``score_live_window`` reads and scores it:
-  read the bars (450 per ticker: adjusted history + the session's raw bars), features, the
-  newest window per ticker, invoke — goal p50 ≤ 40 ms — against the path before, in the same
-  process: the per-ticker reads (``history_start`` + ``read_adjusted_bars`` per ticker, then
+* one live scoring of 20 tickers at a minute: read the bars (450 per ticker of adjusted
+  history + the session's raw bars), features, the newest window per ticker, invoke. Read
+  afresh (``read_live_bars``, as ``score_live_window`` does once per run), and by a
+  ``LiveScorer`` (what ``quant ingest --score`` runs every minute), which keeps the history
+  between minutes and reads the session's raw bars, at 11:00 and at 15:59 (the whole session)
+  — goal p50 ≤ 40 ms for the LiveScorer — against the path before, in the same process: the
+  per-ticker reads (``history_start`` + ``read_adjusted_bars`` per ticker, then
   ``read_bars``), pandas-ta features and the looped batch-1 LSTM. On SQLite (a temp file) and
   on PostgreSQL (QUANT_DATABASE_URL, else a throw-away server as the tests start, when the
   server binaries are installed).
@@ -168,6 +171,7 @@ def bench_live(predictor, before_runner, engine: Engine, backend: str) -> bool:
     from quant_assets.market import calendar
     from quant_assets.models.dataset import latest_windows
     from quant_assets.monitoring.live_read import read_live_bars
+    from quant_assets.monitoring.live_scorer import LiveScorer
 
     bundle = predictor.bundle
     spec, columns, window = bundle.feature_spec, predictor.columns, predictor.window
@@ -197,6 +201,12 @@ def bench_live(predictor, before_runner, engine: Engine, backend: str) -> bool:
     def score_new() -> object:
         return predictor.predict_latest(read_new())
 
+    scorer = LiveScorer(engine, predictor, tickers)
+    close = pd.Timestamp(f"{LIVE_SESSIONS[-1]} 16:00", tz=calendar.MARKET_TZ).tz_convert("UTC")
+    for at in (end, close):
+        fresh = read_live_bars(engine, tickers, at - pd.Timedelta(minutes=1), at, history)
+        pd.testing.assert_frame_equal(scorer.bars(at), fresh)
+
     def score_old() -> object:
         feats = create_features(read_old(), spec)
         windows = per_ticker_latest_windows(feats, columns, window)
@@ -217,6 +227,8 @@ def bench_live(predictor, before_runner, engine: Engine, backend: str) -> bool:
             lambda: runner_old.predict(scaled),
         ),
         "one scoring": (score_new, score_old),
+        "kept history": (lambda: scorer.score(end), score_old),
+        "kept, at 15:59": (lambda: scorer.score(close), score_old),
     }
     rows = {}
     for stage, (new, old) in stages.items():
@@ -227,9 +239,14 @@ def bench_live(predictor, before_runner, engine: Engine, backend: str) -> bool:
         print(
             f"    {stage:<20} p50 {new * 1e3:8.2f} ms  / {old * 1e3:8.2f} ms  → {old / new:5.1f}x"
         )
-    total = rows["one scoring"][0] * 1e3
-    print(f"    one scoring p50 {total:.1f} ms (goal <= {GOAL_LIVE_MS:.0f} ms)")
-    return total <= GOAL_LIVE_MS
+    fresh, kept = rows["one scoring"][0] * 1e3, rows["kept history"][0] * 1e3
+    latest = rows["kept, at 15:59"][0] * 1e3
+    print(
+        f"    one scoring p50: {fresh:.1f} ms read afresh; {kept:.1f} ms by a LiveScorer that "
+        f"keeps the history ({latest:.1f} ms at 15:59, the whole session read); "
+        f"goal <= {GOAL_LIVE_MS:.0f} ms for the LiveScorer at both minutes"
+    )
+    return max(kept, latest) <= GOAL_LIVE_MS
 
 
 def bench(bundle_dir: Path, databases: list[tuple[str, Engine]]) -> bool:

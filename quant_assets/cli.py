@@ -8,6 +8,7 @@ import os
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,9 @@ from quant_assets.market.file_source import FileSourceError
 from quant_assets.market.sources import SourceRangeError, SourceRequestError
 from quant_assets.settings import SOURCES, Settings
 from quant_assets.storage.database import DatabaseUnavailableError
+
+if TYPE_CHECKING:
+    from quant_assets.ingestion.poller import BarsReporter, EngineFactory
 
 console = Console()
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -73,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="report runless raw_bars events to the Dagster instance (auto: when DAGSTER_HOME "
         "is set)",
+    )
+    ingest.add_argument(
+        "--score",
+        action="store_true",
+        help="after each write, score every ticker's newest minute with the champion and store "
+        "the predictions (a LiveScorer: the history is kept between minutes)",
     )
     add_import_parsers(sub)
     backfill = sub.add_parser(
@@ -200,8 +210,11 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
         console.print(
             f"database {settings.safe_url()}; source {settings.source}; "
             f"{len(config.tickers)} tickers; Dagster events "
-            f"{'on' if reporter is not None else 'off'}"
+            f"{'on' if reporter is not None else 'off'}; live scoring "
+            f"{'on' if args.score else 'off'}"
         )
+        if args.score:
+            reporter = with_scoring(reporter, settings, engine_factory, config.tickers)
         if args.replay:
             start, end = (parse_time(t) for t in args.replay)
             result = replay(
@@ -228,6 +241,25 @@ def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
             stats = poller.run()
         _print_counters(stats.as_dict(), "poller stopped")
     return 0
+
+
+def with_scoring(
+    reporter: BarsReporter | None,
+    settings: Settings,
+    engine_factory: EngineFactory,
+    tickers: tuple[str, ...],
+) -> BarsReporter:
+    """The poller's reporter, scoring the newest minute with the champion before reporting."""
+    from quant_assets.deployment.registry import ModelRegistry
+    from quant_assets.monitoring.live_scorer import ChampionScoring
+
+    scoring = ChampionScoring(ModelRegistry.from_settings(settings), engine_factory, tickers)
+
+    def report(written: pd.DataFrame, source: str) -> int:
+        scoring(written)
+        return reporter(written, source) if reporter is not None else 0
+
+    return report
 
 
 def _print_counters(counters: dict[str, int], title: str) -> None:

@@ -234,3 +234,28 @@ def test_quant_evaluate_prints_the_walk_forward_table(
     assert main(["evaluate", "--folds", "9"]) == 1  # 11 sessions cannot make 9 folds
     out = capsys.readouterr().out
     assert "too few for 9 folds" in out and "Traceback" not in out
+
+
+def test_ingest_score_scores_before_reporting_and_keeps_the_reporters_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from quant_assets.cli import with_scoring
+
+    settings = Settings(home=tmp_path / "home", _env_file=None)
+    calls: list[str] = []
+
+    def reporter(frame: pd.DataFrame, source: str) -> int:
+        calls.append(source)
+        return len(frame)
+
+    bars = pd.DataFrame({"ticker": ["AAA"], "ts": [pd.Timestamp("2026-03-02 15:00", tz="UTC")]})
+    with caplog.at_level("WARNING"):
+        assert (
+            with_scoring(reporter, settings, lambda: get_engine(settings), ("AAA",))(
+                bars, "synthetic"
+            )
+            == 1
+        )
+        assert with_scoring(None, settings, lambda: get_engine(settings), ("AAA",))(bars, "s") == 0
+    assert calls == ["synthetic"]
+    assert "no champion" in caplog.text  # scoring ran, found nothing to score with, said so

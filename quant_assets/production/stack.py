@@ -301,7 +301,7 @@ class ProductionStack:
         return {s.name: s for s in services}
 
     def _poller_argv(self) -> list[str]:
-        argv = [_bin("quant"), "ingest", "--dagster", "on"]
+        argv = [_bin("quant"), "ingest", "--dagster", "on", "--score"]
         return [*argv, "--tickers", ",".join(self.poller_tickers)] if self.poller_tickers else argv
 
     def _launch(self, service: Service) -> None:

@@ -6,20 +6,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
-from quant_assets.corporate_actions.adjusted_store import (
-    history_start,
-    read_adjusted_bars,
-    rebuild_adjusted_bars,
-)
-from quant_assets.ingestion.sessions import ingest_sessions
+from quant_assets.corporate_actions.adjusted_store import history_start, read_adjusted_bars
 from quant_assets.market import calendar
 from quant_assets.market.frames import BAR_COLUMNS
-from quant_assets.market.synthetic import Liquidity, SyntheticConfig, SyntheticMarket
 from quant_assets.monitoring.live_read import read_live_bars
 from quant_assets.storage.bars import read_bars
-
-TICKERS = ("AAA", "BBB", "THIN")
-DAYS = list(calendar.sessions("2026-03-02", "2026-03-05"))
+from quant_assets_tests.monitoring.conftest import DAYS, TICKERS
 
 
 def per_ticker_read(
@@ -36,22 +28,6 @@ def per_ticker_read(
     bars = pd.concat(frames, ignore_index=True)[list(BAR_COLUMNS)]
     bars["volume"] = bars["volume"].astype("float64")
     return bars.sort_values(["ticker", "ts"], ignore_index=True)
-
-
-@pytest.fixture
-def market_db(engine: Engine) -> Engine:
-    """Four sessions of three tickers (one thin; splits and dividends on) and their adjusted
-    bars; the last session has only its raw bars, as during a live day."""
-    for ticker in TICKERS:
-        liquidity = Liquidity(traded=0.2, tick_bps=20.0) if ticker == "THIN" else Liquidity()
-        market = SyntheticMarket(
-            SyntheticConfig(
-                seed=5, tickers=(ticker,), start="2026-02-02", end="2026-03-06", liquidity=liquidity
-            )
-        )
-        ingest_sessions(market, engine, ticker, list(DAYS))
-    rebuild_adjusted_bars(engine, list(TICKERS))
-    return engine
 
 
 @pytest.mark.parametrize("history", [1, 50, 400, 100_000])
