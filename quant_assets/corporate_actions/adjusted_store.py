@@ -44,8 +44,7 @@ from quant_assets.corporate_actions.ledger import (
 )
 from quant_assets.market import calendar
 from quant_assets.market.frames import BAR_COLUMNS, AdjustmentKind
-from quant_assets.storage.bars import read_bars
-from quant_assets.storage.bulk import read_select
+from quant_assets.storage.bars import read_bars, read_ticker_rows
 from quant_assets.storage.database import get_engine, insert_frame, to_db_timestamp, to_utc
 from quant_assets.storage.schema import (
     adjusted_bars,
@@ -336,13 +335,7 @@ def read_adjusted_bars(
     t = adjusted_bars
     factors = ["split_close", "price_factor", "split_factor"] if kind == "split_only" else []
     cols = [*BAR_COLUMNS, *factors]
-    query = select(*(t.c[c] for c in cols)).where(
-        t.c.ts >= to_db_timestamp(start, engine), t.c.ts < to_db_timestamp(end, engine)
-    )
-    if tickers is not None:
-        query = query.where(t.c.ticker.in_(list(tickers)))
-    with engine.connect() as conn:
-        frame = read_select(conn, query.order_by(t.c.ticker, t.c.ts))
+    frame = read_ticker_rows(engine, t, cols, tickers, start, end)
     frame["ticker"] = frame["ticker"].astype("string")
     for col in cols[2:]:
         if frame[col].dtype != np.float64:  # PostgreSQL's COPY text of an empty result

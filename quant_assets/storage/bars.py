@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import BigInteger, DateTime, Engine, Float, Table, func, select
 
 from quant_assets.market.frames import BAR_COLUMNS, as_bar_dtypes, empty_bars
 from quant_assets.storage.bulk import read_select
 from quant_assets.storage.database import insert_new, to_db_timestamp, to_utc, write_to_db
+from quant_assets.storage.pg_binary import copy_binary
 from quant_assets.storage.quarantine import quarantine_rows
 from quant_assets.storage.schema import bar_quarantine, price_data
 
@@ -26,21 +28,81 @@ def read_bars(
     end: pd.Timestamp,
 ) -> pd.DataFrame:
     """Raw bars with ``start <= ts < end`` (UTC) for the tickers (all when None), sorted."""
-    query = select(*(price_data.c[c] for c in BAR_COLUMNS)).where(
-        price_data.c.ts >= to_db_timestamp(start, engine),
-        price_data.c.ts < to_db_timestamp(end, engine),
-    )
-    if tickers is not None:
-        query = query.where(price_data.c.ticker.in_(list(tickers)))
-    query = query.order_by(price_data.c.ticker, price_data.c.ts)
-    with engine.connect() as conn:
-        frame = read_select(conn, query)
+    frame = read_ticker_rows(engine, price_data, BAR_COLUMNS, tickers, start, end)
     if frame.empty:
         return empty_bars()
     # The read already gives the stored types (UTC timestamps, float prices, BIGINT volumes);
     # only the ticker text becomes the bar layout's string dtype.
     frame["ticker"] = frame["ticker"].astype("string")
     return frame
+
+
+def read_ticker_rows(
+    engine: Engine,
+    table: Table,
+    columns: Sequence[str],
+    tickers: Sequence[str] | None,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> pd.DataFrame:
+    """``columns`` of ``table``'s rows with ``start <= ts < end`` (UTC) of ``tickers`` (all
+    when None), in (ticker, ts) order: the bar tables' read.
+
+    On PostgreSQL, when the tickers are named and every other column is fixed-width and NOT
+    NULL, a binary COPY with each ticker sent as its position (``pg_binary``: no float printed
+    by the server nor parsed here); otherwise ``read_select``. Either way the same frame.
+    """
+    query = select(*(table.c[c] for c in columns)).where(
+        table.c.ts >= to_db_timestamp(start, engine), table.c.ts < to_db_timestamp(end, engine)
+    )
+    if tickers is not None:
+        query = query.where(table.c.ticker.in_(list(tickers)))
+    query = query.order_by(table.c.ticker, table.c.ts)
+    wire = _binary_types(table, columns)
+    if engine.dialect.name != "postgresql" or tickers is None or wire is None or not tickers:
+        with engine.connect() as conn:
+            return read_select(conn, query)
+    names = sorted(set(tickers))
+    position = " ".join(f"WHEN %(t{k})s THEN {k}" for k in range(len(names)))
+    listed = ", ".join(f"%(t{k})s" for k in range(len(names)))
+    selected = ", ".join(
+        f"CAST(CASE ticker {position} END AS INTEGER)" if c == "ticker" else c for c in columns
+    )
+    sql = (
+        f"SELECT {selected} FROM {table.name} WHERE ticker IN ({listed}) "
+        "AND ts >= %(start)s AND ts < %(end)s ORDER BY ticker, ts"
+    )
+    params = {"start": to_db_timestamp(start, engine), "end": to_db_timestamp(end, engine)}
+    params.update({f"t{k}": name for k, name in enumerate(names)})
+    got = copy_binary(engine, sql, params, wire)
+    got["ticker"] = np.asarray(names, dtype=object)[got["ticker"]]
+    frame = pd.DataFrame(got, copy=False)[list(columns)]
+    for name in columns:
+        if isinstance(table.c[name].type, DateTime):
+            frame[name] = frame[name].dt.tz_localize("UTC")
+    frame["ticker"] = frame["ticker"].astype("str")
+    return frame
+
+
+def _binary_types(table: Table, columns: Sequence[str]) -> list[tuple[str, str]] | None:
+    """The binary COPY types of ``columns`` (ticker as its int4 position), or None when one
+    is nullable or of a type ``pg_binary`` does not read."""
+    wire: list[tuple[str, str]] = []
+    for name in columns:
+        column = table.c[name]
+        if name == "ticker":
+            wire.append((name, "int4"))
+            continue
+        kind = (
+            "timestamptz" if isinstance(column.type, DateTime)
+            else "float8" if isinstance(column.type, Float)
+            else "int8" if isinstance(column.type, BigInteger)
+            else None
+        )  # fmt: skip
+        if kind is None or column.nullable:
+            return None
+        wire.append((name, kind))
+    return wire
 
 
 def last_bar_times(engine: Engine, tickers: Sequence[str]) -> dict[str, pd.Timestamp]:

@@ -10,7 +10,8 @@ to SQLAlchemy's own processor per value.
 
 Reads skip SQLAlchemy's ``Row`` objects and result processors: on SQLite the DBAPI cursor's
 tuples become columns; on PostgreSQL the query runs as ``COPY (…) TO STDOUT`` and Arrow's CSV
-reader parses it. Timestamps come back as ``datetime64[ns, UTC]`` on both.
+reader parses it (the bar tables' reads of named tickers use binary COPY instead:
+``bars.read_ticker_rows``). Timestamps come back as ``datetime64[ns, UTC]`` on both.
 """
 
 from __future__ import annotations

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
 from quant_assets.market.bar_validation import validate_bars
-from quant_assets.storage.bars import read_bars, write_bars, write_quarantine
-from quant_assets.storage.database import create_db_engine
+from quant_assets.storage.bars import read_bars, read_ticker_rows, write_bars, write_quarantine
+from quant_assets.storage.bulk import read_select
+from quant_assets.storage.database import create_db_engine, to_db_timestamp
+from quant_assets.storage.schema import price_data
 from quant_assets_tests.storage.helpers import DAY_OPEN, bars
 
 
@@ -86,3 +88,26 @@ def test_the_first_quarantine_layout_is_migrated(settings) -> None:
     checked = validate_bars(hostile_rows(), ["AAPL"])
     assert write_quarantine(checked.quarantined, migrated) == 6
     migrated.dispose()
+
+
+def test_a_named_ticker_read_is_the_generic_read_on_every_backend(engine: Engine) -> None:
+    """The binary COPY read (PostgreSQL, tickers named) returns what read_select does."""
+    stored = [bars("AAPL", 7), bars("F", 5, 9.5), bars("BRK.B", 3, 400.0), bars("ÄÖ", 2)]
+    write_bars(pd.concat(stored, ignore_index=True), engine)
+    start, end = DAY_OPEN + pd.Timedelta(minutes=1), DAY_OPEN + pd.Timedelta(minutes=6)
+    columns = ["ticker", "ts", "open", "close", "volume"]
+    for tickers in (["F", "AAPL", "ÄÖ", "NONE"], ["BRK.B"], None, []):
+        got = read_ticker_rows(engine, price_data, columns, tickers, start, end)
+        query = select(*(price_data.c[c] for c in columns)).where(
+            price_data.c.ts >= to_db_timestamp(start, engine),
+            price_data.c.ts < to_db_timestamp(end, engine),
+        )
+        if tickers is not None:
+            query = query.where(price_data.c.ticker.in_(tickers))
+        with engine.connect() as conn:
+            want = read_select(conn, query.order_by(price_data.c.ticker, price_data.c.ts))
+        pd.testing.assert_frame_equal(got, want, check_dtype=False)
+        if len(got):
+            assert str(got["ts"].dtype) == "datetime64[ns, UTC]"
+            assert got["volume"].dtype == np.int64
+    assert list(got.columns) == columns and got.empty

@@ -5,18 +5,37 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 
 import numpy as np
+import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    select,
+)
 
 from quant_assets.storage.database import create_db_engine
 from quant_assets.storage.pg_binary import (
     POSTGRES_EPOCH_US,
     SIGNATURE,
     BinaryCopyError,
+    binary_copy_buffer,
     copy_binary,
     parse_binary,
 )
@@ -101,3 +120,79 @@ def test_a_null_from_the_server_is_refused(pg_engine: Engine) -> None:
     sql = "SELECT 1::int4, NULL::int8, 2.0::float8, now()"
     with pytest.raises(BinaryCopyError, match="NULL"):
         copy_binary(pg_engine, sql, {}, TYPES)
+
+
+ALL_TYPES = Table(
+    "binary_copy_types",
+    MetaData(),
+    Column("row", Integer, primary_key=True),
+    Column("name", String(16)),
+    Column("note", Text),
+    Column("at", DateTime(timezone=True)),
+    Column("day", Date),
+    Column("x", Float),
+    Column("flag", Boolean),
+    Column("small", SmallInteger),
+    Column("big", BigInteger),
+)
+
+texts = st.one_of(st.none(), st.text(st.characters(codec="utf-8", exclude_characters="\x00")))
+stamps = st.one_of(
+    st.none(),
+    st.datetimes(
+        min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ),
+)
+rows = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.text("AB", max_size=16)),
+        texts,
+        stamps,
+        st.one_of(st.none(), st.dates(date(1990, 1, 1), date(2100, 1, 1))),
+        st.one_of(st.none(), st.floats(allow_nan=False)),
+        st.one_of(st.none(), st.booleans()),
+        st.one_of(st.none(), st.integers(-(2**15), 2**15 - 1)),
+        st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    ),
+    max_size=25,
+)
+
+
+@hypothesis_settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(values=rows)
+def test_written_rows_read_back_as_sent_in_frame_order(pg_engine: Engine, values) -> None:
+    columns = list(zip(*values, strict=True)) if values else [()] * 8
+    dtypes = (object, object, object, object, "float64", "boolean", "Int16", "Int64")
+    frame = pd.DataFrame(
+        {
+            "row": np.arange(len(values)),
+            **{
+                c.name: pd.Series(list(v), dtype=d)
+                for c, v, d in zip(ALL_TYPES.columns[1:], columns, dtypes, strict=True)
+            },
+        }
+    )
+    frame["at"] = pd.to_datetime(frame["at"], utc=True)
+    with pg_engine.begin() as conn:
+        ALL_TYPES.drop(conn, checkfirst=True)
+        ALL_TYPES.create(conn)
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.copy_expert(
+            "COPY binary_copy_types FROM STDIN WITH (FORMAT binary)",
+            binary_copy_buffer(frame, ALL_TYPES),
+        )
+        back = conn.execute(select(ALL_TYPES).order_by(ALL_TYPES.c.row)).all()
+    assert len(back) == len(values)
+    for got, want in zip(back, values, strict=True):
+        name, note, at, day, x, flag, small, big = want
+        assert got.name == name and got.note == note and got.day == day
+        assert got.at == at
+        assert got.x == x and got.flag == flag and got.small == small and got.big == big
+
+
+def test_an_integer_outside_its_column_type_is_refused_not_wrapped() -> None:
+    frame = pd.DataFrame({"row": [1, 2], "small": [1, 40_000]})
+    with pytest.raises(ValueError, match="small: values outside"):
+        binary_copy_buffer(frame, ALL_TYPES)
