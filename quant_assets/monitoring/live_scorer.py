@@ -4,8 +4,8 @@ A scoring of the newest minute needs each ticker's last ``min_bars`` adjusted ba
 session (the feature warm-up plus a window: 450 of the 540 rows a ticker reads at 11:00) and
 the session's raw bars so far. The history does not change while a session runs, unless the
 adjusted bars are rebuilt (a corporate action): ``LiveScorer`` keeps it between calls, and
-reads it again on a new session or when ``adjusted_bars_state.built_at`` of any ticker moved
-(every adjusted write stamps it). Each call then reads only the session's raw bars, so the
+reads it again on a new session or when any ticker's ``adjusted_bars_state`` row changed (every
+adjusted write stamps ``built_at``). Each call then reads only the session's raw bars, so the
 predictor sees exactly the bars a fresh ``read_live_bars`` returns (tested).
 
 ``ChampionScoring`` is the live poller's scoring step (``quant ingest --score``): after each
@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 
 from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.market import calendar
-from quant_assets.models.inference import Predictor
+from quant_assets.models.inference import PREDICTION_COLUMNS, Predictor
 from quant_assets.monitoring.drift_monitor import write_predictions
 from quant_assets.monitoring.live_read import read_history_bars, read_session_bars
 from quant_assets.storage.schema import adjusted_bars_state
@@ -54,7 +54,7 @@ class LiveScorer:
         self.predictor = predictor
         self.tickers = tuple(dict.fromkeys(tickers))
         self.history_reads = 0
-        self._key: tuple[pd.Timestamp, tuple[tuple[str, str], ...]] | None = None
+        self._key: tuple[pd.Timestamp, tuple[tuple[str, ...], ...]] | None = None
         self._history = pd.DataFrame()
         self._short: tuple[object, list[str]] | None = None
 
@@ -97,18 +97,20 @@ class LiveScorer:
                 "live scorer: %s left out (fewer than %d bars)", short, self.predictor.min_bars
             )
         if len(short) == len(self.tickers):
-            return pd.DataFrame(columns=["ticker", "ts"])
+            return pd.DataFrame(columns=list(PREDICTION_COLUMNS))
         if short:
             bars = bars[~bars["ticker"].isin(short)].reset_index(drop=True)
         return self.predictor.predict_latest(bars)
 
-    def _build_stamps(self) -> tuple[tuple[str, str], ...]:
-        """When each ticker's adjusted bars were last written (any rewrite moves it)."""
+    def _build_stamps(self) -> tuple[tuple[str, ...], ...]:
+        """What each ticker's adjusted bars were last built from and when (every adjusted
+        write stamps ``built_at``; the ledger hash and raw span move with a rebuild too)."""
         t = adjusted_bars_state
-        query = select(t.c.ticker, t.c.built_at).where(t.c.ticker.in_(self.tickers))
+        columns = (t.c.ticker, t.c.ledger_hash, t.c.as_of, t.c.raw_rows, t.c.raw_last_ts)
+        query = select(*columns, t.c.built_at).where(t.c.ticker.in_(self.tickers))
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return tuple(sorted((ticker, str(built)) for ticker, built in rows))
+        return tuple(sorted(tuple(str(v) for v in row) for row in rows))
 
 
 class ChampionScoring:
@@ -130,7 +132,6 @@ class ChampionScoring:
         self.engine_factory = engine_factory
         self.tickers = tuple(tickers)
         self.load = load
-        self.scored = 0
         self._model: str | None = None
         self._scorer: LiveScorer | None = None
         self._warned: str | None = None
@@ -159,7 +160,6 @@ class ChampionScoring:
             log.info("live scoring with the champion %s", name)
         scored = self._scorer.score(end)
         written = write_predictions(scored, name, self._scorer.engine) if len(scored) else 0
-        self.scored += len(scored)
         self._warned = None
         return written
 
