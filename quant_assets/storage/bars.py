@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, DateTime, Engine, Float, Table, func, select
+from sqlalchemy import BigInteger, DateTime, Engine, Float, Table, case, func, select
 
 from quant_assets.market.frames import BAR_COLUMNS, as_bar_dtypes, empty_bars
 from quant_assets.storage.bulk import read_select
@@ -48,21 +48,48 @@ def read_ticker_rows(
     """``columns`` of ``table``'s rows with ``start <= ts < end`` (UTC) of ``tickers`` (all
     when None), in (ticker, ts) order: the bar tables' read.
 
-    On PostgreSQL, when the tickers are named and every other column is fixed-width and NOT
-    NULL, a binary COPY with each ticker sent as its position (``pg_binary``: no float printed
-    by the server nor parsed here); otherwise ``read_select``. Either way the same frame.
+    Named tickers travel as their positions (an integer per row instead of a string made per
+    row). On PostgreSQL, when every other column is fixed-width and NOT NULL, by binary COPY
+    (``pg_binary``: no float printed by the server nor parsed here); otherwise by
+    ``read_select``. Either way the frame ``read_select`` gives for the plain query.
     """
-    query = select(*(table.c[c] for c in columns)).where(
-        table.c.ts >= to_db_timestamp(start, engine), table.c.ts < to_db_timestamp(end, engine)
+    window = (
+        table.c.ts >= to_db_timestamp(start, engine),
+        table.c.ts < to_db_timestamp(end, engine),
     )
-    if tickers is not None:
-        query = query.where(table.c.ticker.in_(list(tickers)))
-    query = query.order_by(table.c.ticker, table.c.ts)
-    wire = _binary_types(table, columns)
-    if engine.dialect.name != "postgresql" or tickers is None or wire is None or not tickers:
+    order = (table.c.ticker, table.c.ts)
+    if not tickers:
+        query = select(*(table.c[c] for c in columns)).where(*window)
+        if tickers is not None:  # none named: nothing to read, in the read's layout
+            query = query.where(table.c.ticker.in_([]))
         with engine.connect() as conn:
-            return read_select(conn, query)
+            return read_select(conn, query.order_by(*order))
     names = sorted(set(tickers))
+    wire = _binary_types(table, columns)
+    if engine.dialect.name == "postgresql" and wire is not None:
+        return _copy_ticker_rows(engine, table, columns, names, start, end, wire)
+    position = case({name: k for k, name in enumerate(names)}, value=table.c.ticker)
+    selected = (position.label(c) if c == "ticker" else table.c[c] for c in columns)
+    query = select(*selected).where(*window, table.c.ticker.in_(names)).order_by(*order)
+    with engine.connect() as conn:
+        frame = read_select(conn, query)
+    codes = frame["ticker"].to_numpy(np.int64) if len(frame) else np.zeros(0, dtype=np.int64)
+    frame["ticker"] = np.asarray(names, dtype=object)[codes]
+    if engine.dialect.name == "postgresql":
+        frame["ticker"] = frame["ticker"].astype("str")
+    return frame
+
+
+def _copy_ticker_rows(
+    engine: Engine,
+    table: Table,
+    columns: Sequence[str],
+    names: list[str],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    wire: list[tuple[str, str]],
+) -> pd.DataFrame:
+    """PostgreSQL: the rows by binary COPY, each ticker as its position in ``names``."""
     position = " ".join(f"WHEN %(t{k})s THEN {k}" for k in range(len(names)))
     listed = ", ".join(f"%(t{k})s" for k in range(len(names)))
     selected = ", ".join(
