@@ -15,14 +15,17 @@ an empty copy of the schema, and a raw cursor's ``fetchall`` of the same SELECT;
 no conversion at all (tuples and CSV are built outside its timer); the stages turn frames into
 rows and rows into typed frames inside theirs.
 
-On SQLite it also times an in-process Dagster run of the same stages over the same days (the
-derived tables are partitioned by day; the run builds every ticker; ``--no-dagster`` skips it)
-against the direct calls of the stage bodies.
+On each backend it also times an in-process Dagster run of the same stages over the same days
+(the derived tables are partitioned by day; the run builds every ticker; ``--no-dagster`` skips
+it) against the direct calls of the stage bodies: with the instance on SQLite files, and on
+PostgreSQL both as plain dagster-postgres (a connection per event, for reference) and as the
+production profile's ``PooledPostgresStorage``.
 
 Goals: each stage's write and read ≤ 1.5× the baseline on each backend; the Dagster run ≤ 1.3×
-the direct calls, with the instance on SQLite files (the embedded default) and on PostgreSQL
-(the production profile). Best of ``--repeats`` (tables emptied before each). Prints per stage
-the seconds, rows/s and ratios, then ``goals: met`` or ``goals: MISSED`` (exit status 1).
+the direct calls, with the instance on SQLite files (the embedded default) and on the
+production profile's PostgreSQL storage. Best of ``--repeats`` (tables emptied before each).
+Prints per stage the seconds, rows/s and ratios, then ``goals: met`` or ``goals: MISSED`` (exit
+status 1).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from quant_assets.storage.schema import TABLES
 
 GOAL = 1.5
 DAGSTER_GOAL = 1.3
+POOLED = ("quant_assets.production.dagster_storage", "PooledPostgresStorage")
 FIRST_SESSION = "2026-03-02"
 STAGES = ("adjusted_bars", "features", "labels")
 READ_COLUMNS = {  # what each stage's read selects (bars.read_bars / read_adjusted_bars)
@@ -473,19 +477,28 @@ def main() -> int:
                         text("CREATE DATABASE bench_dagster")
                     )
                 dagster_url = server.url.set(database="bench_dagster")
-                storage = {
-                    "postgres": {"postgres_url": dagster_url.render_as_string(hide_password=False)}
-                }
-                ok &= compare_dagster_run(
-                    "PostgreSQL (dagster-postgres with DAGSTER_EVENT_BATCH_SIZE=1000, as the "
-                    "production stack runs it)",
+                pg = {"postgres_url": dagster_url.render_as_string(hide_password=False)}
+                batched = {"DAGSTER_EVENT_BATCH_SIZE": "1000"}
+                compare_dagster_run(
+                    "PostgreSQL (plain dagster-postgres: a connection per event; for reference)",
                     url,
-                    storage,
+                    {"postgres": pg},
                     best,
                     tickers,
                     days,
                     args.repeats,
-                    {"DAGSTER_EVENT_BATCH_SIZE": "1000"},
+                    batched,
+                )
+                ok &= compare_dagster_run(
+                    "PostgreSQL (PooledPostgresStorage with DAGSTER_EVENT_BATCH_SIZE=1000, as "
+                    "the production stack runs it)",
+                    url,
+                    {"custom": {"module": POOLED[0], "class": POOLED[1], "config": pg}},
+                    best,
+                    tickers,
+                    days,
+                    args.repeats,
+                    batched,
                 )
     print(f"\ngoals: {'met' if ok else 'MISSED'}")
     return 0 if ok else 1

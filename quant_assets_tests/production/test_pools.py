@@ -25,5 +25,6 @@ def test_the_instance_queues_runs_at_run_granularity() -> None:
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["concurrency"]["pools"]["granularity"] == "run"
     # every connection setting comes from the environment: no secret in the file
-    db = config["storage"]["postgres"]["postgres_db"]
+    assert config["storage"]["custom"]["class"] == "PooledPostgresStorage"
+    db = config["storage"]["custom"]["config"]["postgres_db"]
     assert all(set(value) == {"env"} for value in db.values())

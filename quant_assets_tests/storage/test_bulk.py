@@ -8,6 +8,8 @@ and integers) and upserts replace revised rows.
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, Table, create_engine, delete, select
 
 from quant_assets.features.spec import FEATURE_TABLE_COLUMNS
+from quant_assets.storage import bulk
 from quant_assets.storage.bulk import read_select
 from quant_assets.storage.database import (
     insert_frame,
@@ -58,6 +61,36 @@ def label_frames(draw: st.DrawFn) -> pd.DataFrame:
             "ret": draw(st.lists(FLOATS, min_size=n, max_size=n)),
             "sigma": draw(st.lists(FLOATS, min_size=n, max_size=n)),
             "label_spec": draw(st.sampled_from(['{"k":1}', "", "é" * 128])),
+        }
+    )
+
+
+@st.composite
+def bar_like_label_frames(draw: st.DrawFn) -> pd.DataFrame:
+    """Label rows whose stamps repeat a few days and times of day, as bars' do (the writer
+    formats each distinct day and time once): before and after 1970, below a microsecond,
+    missing ``t1``."""
+    days = draw(st.lists(st.integers(-40_000, 40_000), min_size=1, max_size=3, unique=True))
+    micros = draw(st.lists(st.integers(0, 86_400 * 10**6 - 1), min_size=1, max_size=3, unique=True))
+    # below a microsecond: truncated by the text (no two stamps may truncate to one key)
+    times = [us * 1000 + draw(st.integers(0, 999)) for us in micros]
+    stamps = st.builds(
+        lambda d, t: d * 86_400 * 10**9 + t, st.sampled_from(days), st.sampled_from(times)
+    )
+    keys = draw(st.lists(st.tuples(TICKERS, stamps), min_size=16, max_size=60, unique=True))
+    n = len(keys)
+    t1 = draw(st.lists(st.one_of(st.none(), stamps), min_size=n, max_size=n))
+    return pd.DataFrame(
+        {
+            "ticker": [k[0] for k in keys],
+            "ts": pd.to_datetime([k[1] for k in keys], unit="ns", utc=True),
+            "label": pd.array(
+                draw(st.lists(st.sampled_from([-1, 0, 1]), min_size=n, max_size=n)), dtype="Int16"
+            ),
+            "t1": pd.to_datetime(t1, unit="ns", utc=True),
+            "ret": draw(st.lists(FLOATS, min_size=n, max_size=n)),
+            "sigma": 1.0,
+            "label_spec": '{"k":1}',
         }
     )
 
@@ -142,6 +175,16 @@ def test_sqlite_tuples_store_what_the_dict_path_stored(frame: pd.DataFrame) -> N
 
 
 @hypothesis_settings(max_examples=40, deadline=None)
+@given(frame=bar_like_label_frames())
+def test_repeating_stamps_store_what_the_dict_path_stored(frame: pd.DataFrame) -> None:
+    old, new = sqlite_pair()
+    dict_path_insert(old, labels, frame)
+    with new.begin() as conn:
+        assert upsert_frame(conn, "labels", frame) == len(frame)
+    assert stored(new, labels) == stored(old, labels)
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
 @given(frame=label_frames(), duplicate=st.booleans())
 def test_a_frame_in_key_order_stores_what_a_shuffled_one_stores(
     frame: pd.DataFrame, duplicate: bool
@@ -162,6 +205,29 @@ def test_a_frame_in_key_order_stores_what_a_shuffled_one_stores(
     with ordered.begin() as conn:
         assert upsert_frame(conn, "labels", in_order) == len(frame)
     assert stored(ordered, labels) == stored(shuffled, labels)
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(frame=label_frames(), per_statement=st.integers(2, 7), changed=st.data())
+def test_many_rows_per_statement_store_and_count_what_one_row_per_statement_does(
+    frame: pd.DataFrame, per_statement: int, changed: st.DataObject
+) -> None:
+    """Rows go to SQLite many per INSERT (whole groups) and the rest one by one: the stored
+    rows and the changed-row counts of a first write and of a revision are those of one row
+    per statement."""
+    revised = frame.copy()
+    picked = changed.draw(st.lists(st.integers(0, len(frame) - 1), unique=True))
+    revised.loc[revised.index[picked], "ret"] = -0.125  # a value no strategy draws
+    counts = {}
+    for per in (1, per_statement):
+        engine = create_engine("sqlite://")
+        metadata.create_all(engine)
+        with mock.patch.object(bulk, "ROWS_PER_STATEMENT", per), engine.begin() as conn:
+            first = upsert_frame(conn, "labels", frame)
+            again = upsert_frame(conn, "labels", revised)
+        counts[per] = (first, again, stored(engine, labels))
+    assert counts[per_statement] == counts[1]
+    assert counts[1][:2] == (len(frame), int((frame["ret"] != -0.125).iloc[picked].sum()))
 
 
 @pytest.mark.parametrize(
