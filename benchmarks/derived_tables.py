@@ -65,7 +65,7 @@ from quant_assets.storage.schema import TABLES
 
 GOAL = 1.5
 DAGSTER_GOAL = 1.3
-POOLED = ("quant_assets.production.dagster_storage", "PooledPostgresStorage")
+POOLED = ("quant_assets.defs.instance_storage", "PooledPostgresStorage")
 FIRST_SESSION = "2026-03-02"
 STAGES = ("adjusted_bars", "features", "labels")
 READ_COLUMNS = {  # what each stage's read selects (bars.read_bars / read_adjusted_bars)

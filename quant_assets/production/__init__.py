@@ -2,7 +2,5 @@
 
 ``python -m quant_assets.production start|stop|status`` (``scripts/production``, ``make
 production-start``) runs each service as its own process on 127.0.0.1; ``stack.py`` holds how.
-The services are Dagster's own command-line programs; the one piece of Dagster here is the
-storage class their instance names (``dagster_storage``: dagster-postgres with pooled
-connections).
+Nothing here imports Dagster: the services are Dagster's own command-line programs.
 """
