@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from quant_assets.market import calendar
 from quant_assets.market.frames import BAR_COLUMNS, PRICE_COLUMNS, empty_bars
+from quant_assets.storage.bars import ticker_position_sql
 from quant_assets.storage.pg_binary import copy_binary
 from quant_assets.storage.schema import adjusted_bars, price_data
 
@@ -115,8 +116,7 @@ def live_bars_sql(n_tickers: int, postgres: bool, *, history: bool, session: boo
         if history
     ]
     names = ", ".join(ph(f"t{k}") for k in range(n_tickers))
-    position = " ".join(f"WHEN {ph(f't{k}')} THEN {k}" for k in range(n_tickers))
-    ticker = f"CAST(CASE ticker {position} END AS INTEGER)" if postgres else "ticker"
+    ticker = ticker_position_sql(n_tickers, ph) if postgres else "ticker"
     if session:
         parts.append(
             f"SELECT {cols(ticker)} FROM {price_data.name} WHERE ticker IN ({names}) "

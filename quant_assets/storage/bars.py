@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -90,11 +90,9 @@ def _copy_ticker_rows(
     wire: list[tuple[str, str]],
 ) -> pd.DataFrame:
     """PostgreSQL: the rows by binary COPY, each ticker as its position in ``names``."""
-    position = " ".join(f"WHEN %(t{k})s THEN {k}" for k in range(len(names)))
-    listed = ", ".join(f"%(t{k})s" for k in range(len(names)))
-    selected = ", ".join(
-        f"CAST(CASE ticker {position} END AS INTEGER)" if c == "ticker" else c for c in columns
-    )
+    position = ticker_position_sql(len(names), _pyformat)
+    listed = ", ".join(_pyformat(f"t{k}") for k in range(len(names)))
+    selected = ", ".join(position if c == "ticker" else c for c in columns)
     sql = (
         f"SELECT {selected} FROM {table.name} WHERE ticker IN ({listed}) "
         "AND ts >= %(start)s AND ts < %(end)s ORDER BY ticker, ts"
@@ -109,6 +107,17 @@ def _copy_ticker_rows(
             frame[name] = frame[name].dt.tz_localize("UTC")
     frame["ticker"] = frame["ticker"].astype("str")
     return frame
+
+
+def ticker_position_sql(n_tickers: int, placeholder: Callable[[str], str]) -> str:
+    """SQL of each row's ticker as its position (an int4) among the tickers bound as
+    ``t0`` … ``t{n-1}`` (``placeholder`` writes a bound name in the statement's style)."""
+    whens = " ".join(f"WHEN {placeholder(f't{k}')} THEN {k}" for k in range(n_tickers))
+    return f"CAST(CASE ticker {whens} END AS INTEGER)"
+
+
+def _pyformat(name: str) -> str:
+    return f"%({name})s"
 
 
 def _binary_types(table: Table, columns: Sequence[str]) -> list[tuple[str, str]] | None:

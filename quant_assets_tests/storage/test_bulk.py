@@ -164,19 +164,9 @@ def sqlite_pair() -> tuple[Engine, Engine]:
     return engines
 
 
-@hypothesis_settings(max_examples=60, deadline=None)
-@given(frame=label_frames())
+@hypothesis_settings(max_examples=80, deadline=None)
+@given(frame=st.one_of(label_frames(), bar_like_label_frames()))
 def test_sqlite_tuples_store_what_the_dict_path_stored(frame: pd.DataFrame) -> None:
-    old, new = sqlite_pair()
-    dict_path_insert(old, labels, frame)
-    with new.begin() as conn:
-        assert upsert_frame(conn, "labels", frame) == len(frame)
-    assert stored(new, labels) == stored(old, labels)
-
-
-@hypothesis_settings(max_examples=40, deadline=None)
-@given(frame=bar_like_label_frames())
-def test_repeating_stamps_store_what_the_dict_path_stored(frame: pd.DataFrame) -> None:
     old, new = sqlite_pair()
     dict_path_insert(old, labels, frame)
     with new.begin() as conn:
