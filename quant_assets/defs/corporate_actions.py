@@ -43,7 +43,7 @@ from quant_assets.corporate_actions.ledger import (
     read_corporate_actions,
 )
 from quant_assets.defs.configs import TickersConfig
-from quant_assets.defs.metadata import json_value
+from quant_assets.defs.metadata import json_value, run_scope
 from quant_assets.defs.partitions import (
     BIG_TABLES_POOL,
     day_key,
@@ -54,6 +54,7 @@ from quant_assets.defs.progress import ProgressLog
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.market import calendar
 from quant_assets.market.coverage import MAX_GAP_SESSIONS
+from quant_assets.storage.bars import rows_per_ticker
 
 GROUP = "corporate_actions"
 CHECK_LEDGER_VALID = "ledger_valid"
@@ -169,8 +170,12 @@ def adjusted_bars(
             f"{j.ticker}: unexplained jump {j.log_return:+.3f} (log) at the open of "
             f"{j.session.date()} (threshold {j.threshold:.3f}){note}"
         )
+    # A run may build only some tickers (a rebuild): the partition's figures still cover all.
+    stored = rows_per_ticker(
+        engine, "adjusted_bars", market.tickers, *calendar.span_of_days(days[0], days[-1])
+    )
     return dg.MaterializeResult(
-        metadata=_build_metadata(builds, database.describe()),
+        metadata=_build_metadata(builds, stored, database.describe()),
         check_results=[_jump_check(jumps, boundaries)],
     )
 
@@ -334,7 +339,10 @@ def _ledger_check(update: LedgerUpdate) -> dg.AssetCheckResult:
     )
 
 
-def _build_metadata(builds: list[TickerBuild], database: str) -> dict[str, dg.MetadataValue]:
+def _build_metadata(
+    builds: list[TickerBuild], stored: dict[str, int], database: str
+) -> dict[str, dg.MetadataValue]:
+    """What the run built, and what the table holds for its days for every market ticker."""
     full = [b for b in builds if b.mode == "full"]
     skipped = [
         f"{b.ticker} {describe_action(r.ex_date, r.action, r.value)}: {r.reason}"
@@ -343,7 +351,9 @@ def _build_metadata(builds: list[TickerBuild], database: str) -> dict[str, dg.Me
         if not str(r.reason).startswith("before any data")
     ]
     return {
+        "scope": run_scope([b.ticker for b in builds], list(stored)),
         "rows_written": dg.MetadataValue.int(sum(b.rows_written for b in builds)),
+        "rows_stored": dg.MetadataValue.int(sum(stored.values())),
         "tickers": dg.MetadataValue.int(len(builds)),
         "full_rebuilds": dg.MetadataValue.int(len(full)),
         "earlier_sessions_rebuilt": dg.MetadataValue.int(sum(len(b.stale_sessions) for b in full)),
@@ -353,18 +363,25 @@ def _build_metadata(builds: list[TickerBuild], database: str) -> dict[str, dg.Me
         "actions_skipped": json_value(skipped[:MAX_LISTED]),
         "pending_actions": dg.MetadataValue.int(sum(len(b.plan.pending()) for b in builds)),
         "ledger_fingerprints": json_value({b.ticker: b.plan.fingerprint for b in builds}),
-        "per_ticker": dg.MetadataValue.md(_per_ticker_builds(builds)),
+        "per_ticker": dg.MetadataValue.md(_per_ticker_builds(builds, stored)),
         "series_for_models": dg.MetadataValue.text("total_return (open/high/low/close)"),
         "database": dg.MetadataValue.text(database),
     }
 
 
-def _per_ticker_builds(builds: list[TickerBuild]) -> str:
-    lines = ["| ticker | mode | rows written | sessions written |", "|---|---|---|---|"]
-    lines += [
-        f"| {b.ticker} | {b.mode} | {b.rows_written:,} | {len(b.sessions_written)} |"
-        for b in builds
+def _per_ticker_builds(builds: list[TickerBuild], stored: dict[str, int]) -> str:
+    """A row per market ticker (and any other one built): this run's build, the rows stored."""
+    by_ticker = {b.ticker: b for b in builds}
+    lines = [
+        "| ticker | mode | rows written | sessions written | rows stored (these days) |",
+        "|---|---|---|---|---|",
     ]
+    for ticker in dict.fromkeys([*stored, *by_ticker]):
+        b = by_ticker.get(ticker)
+        built = f"{b.mode} | {b.rows_written:,} | {len(b.sessions_written)}" if b else (
+            "not in this run | – | –"
+        )  # fmt: skip
+        lines.append(f"| {ticker} | {built} | {stored.get(ticker, 0):,} |")
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ both reads each ticker's bars once), and the ``daily_tables`` job (adjusted bars
 labels over a range of days)."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
@@ -17,13 +18,14 @@ from quant_assets.daily_tables import (
     write_labels,
 )
 from quant_assets.defs.configs import TickersConfig, config_class, dataclass_values
-from quant_assets.defs.metadata import json_value
+from quant_assets.defs.metadata import json_value, run_scope
 from quant_assets.defs.partitions import BIG_TABLES_POOL, partition_days, session_partitions
 from quant_assets.defs.progress import ProgressLog
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.features.spec import FEATURE_SPEC
 from quant_assets.labels import LabelSpec
 from quant_assets.market import calendar
+from quant_assets.storage.bars import rows_per_ticker
 
 CHECK_FINITE = "finite_after_warmup"
 CHECK_LABELS = "labels_consistent"
@@ -114,25 +116,49 @@ def features_and_labels(
         built = [f"{len(frame)} feature rows"] if want_features else []
         built += [f"{len(labelled)} labels"] if done else []
         progress.step(i, f"{ticker}: {', '.join(built) or 'nothing'}")
+    # A run may build only some tickers: the partitions' figures still cover every one.
+    span = calendar.span_of_days(days[0], days[-1])
     if want_features:
-        yield _features_result(feature_frames, tickers)
+        stored = rows_per_ticker(engine, "features", market.tickers, *span)
+        yield _features_result(feature_frames, Built(tickers, stored))
     if want_labels:
-        yield _labels_result(label_frames, spec, tickers)
+        stored = rows_per_ticker(engine, "labels", market.tickers, *span)
+        yield _labels_result(label_frames, spec, Built(tickers, stored))
 
 
-def _per_ticker(table: pd.DataFrame, tickers: list[str], extra: str | None = None) -> str:
-    """A markdown table of rows per ticker (every ticker of the run, zero where none)."""
+@dataclass(frozen=True)
+class Built:
+    """The tickers a run built, and the rows the table holds for its days per market ticker."""
+
+    tickers: list[str]
+    stored: dict[str, int]
+
+    def metadata(self) -> dict[str, dg.MetadataValue]:
+        return {
+            "tickers": dg.MetadataValue.int(len(self.tickers)),
+            "scope": run_scope(self.tickers, list(self.stored)),
+            "rows_stored": dg.MetadataValue.int(sum(self.stored.values())),
+        }
+
+
+def _per_ticker(table: pd.DataFrame, built: Built, extra: str | None = None) -> str:
+    """A markdown table per market ticker (and any other one built): this run's rows (zero
+    where none, "not in this run" where not built) and the rows stored for its days."""
     counts = table.groupby("ticker").size() if len(table) else pd.Series(dtype=int)
     extras = table.groupby("ticker")[extra].sum() if extra and len(table) else pd.Series(dtype=int)
-    header = f"| ticker | rows |{f' {extra} |' if extra else ''}"
-    lines = [header, "|---|---|" + ("---|" if extra else "")]
-    for t in tickers:
-        row = f"| {t} | {int(counts.get(t, 0)):,} |"
-        lines.append(row + (f" {int(extras.get(t, 0)):,} |" if extra else ""))
+    header = f"| ticker | rows |{f' {extra} |' if extra else ''} rows stored (these days) |"
+    lines = [header, "|---|---|" + ("---|" if extra else "") + "---|"]
+    for t in dict.fromkeys([*built.stored, *built.tickers]):
+        if t in built.tickers:
+            row = f"| {t} | {int(counts.get(t, 0)):,} |"
+            row += f" {int(extras.get(t, 0)):,} |" if extra else ""
+        else:
+            row = f"| {t} | not in this run |" + (" – |" if extra else "")
+        lines.append(f"{row} {built.stored.get(t, 0):,} |")
     return "\n".join(lines)
 
 
-def _features_result(frames: list[pd.DataFrame], tickers: list[str]) -> dg.MaterializeResult:
+def _features_result(frames: list[pd.DataFrame], built: Built) -> dg.MaterializeResult:
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     inputs = table[list(FEATURE_SPEC.columns)].astype("float64") if len(table) else None
     warm = table["warm"].astype(bool) if len(table) else pd.Series([], dtype=bool)
@@ -146,9 +172,9 @@ def _features_result(frames: list[pd.DataFrame], tickers: list[str]) -> dg.Mater
             "feature_version": dg.MetadataValue.text(FEATURE_SPEC.version),
             "model_inputs": json_value(list(FEATURE_SPEC.columns)),
             "nan_counts": json_value(nan_counts),
-            "tickers": dg.MetadataValue.int(len(tickers)),
+            **built.metadata(),
             "per_ticker": dg.MetadataValue.md(
-                _per_ticker(table.assign(warm=warm) if len(table) else table, tickers, "warm")
+                _per_ticker(table.assign(warm=warm) if len(table) else table, built, "warm")
             ),
         },
         check_results=[
@@ -163,7 +189,7 @@ def _features_result(frames: list[pd.DataFrame], tickers: list[str]) -> dg.Mater
 
 
 def _labels_result(
-    frames: list[pd.DataFrame], spec: LabelSpec, tickers: list[str]
+    frames: list[pd.DataFrame], spec: LabelSpec, built: Built
 ) -> dg.MaterializeResult:
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["label"])
     counts = table["label"].value_counts(dropna=False)
@@ -174,8 +200,8 @@ def _labels_result(
             "rows": dg.MetadataValue.int(len(table)),
             "class_balance": json_value(balance),
             "label_spec": json_value(label_spec_json(spec)),
-            "tickers": dg.MetadataValue.int(len(tickers)),
-            "per_ticker": dg.MetadataValue.md(_per_ticker(table, tickers)),
+            **built.metadata(),
+            "per_ticker": dg.MetadataValue.md(_per_ticker(table, built)),
         },
         check_results=[_label_check(table)],
     )

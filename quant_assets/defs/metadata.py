@@ -1,7 +1,8 @@
-"""JSON metadata as a person reads it in the UI: floats to six significant digits."""
+"""Metadata as a person reads it in the UI: JSON floats to six significant digits, and what
+part of the universe a run built."""
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -24,3 +25,15 @@ def rounded(data: Any, digits: int = SIGNIFICANT_DIGITS) -> Any:
     if isinstance(data, Mapping):
         return {k: rounded(v, digits) for k, v in data.items()}
     return [rounded(v, digits) for v in data]
+
+
+def run_scope(built: Sequence[str], universe: Sequence[str]) -> dg.TextMetadataValue:
+    """Which tickers a run built, against every ticker of the market: a rebuild of one ticker
+    materializes the same day partitions as a full run."""
+    others = [t for t in universe if t not in set(built)]
+    if not others:
+        return dg.MetadataValue.text(f"all {len(built)} tickers")
+    return dg.MetadataValue.text(
+        f"{len(built)} of {len(set(built) | set(universe))} tickers ({', '.join(built)}); the "
+        "others' rows for these days are those earlier runs stored"
+    )

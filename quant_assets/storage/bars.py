@@ -13,7 +13,7 @@ from quant_assets.storage.bulk import read_select
 from quant_assets.storage.database import insert_new, to_db_timestamp, to_utc, write_to_db
 from quant_assets.storage.pg_binary import copy_binary
 from quant_assets.storage.quarantine import quarantine_rows
-from quant_assets.storage.schema import bar_quarantine, price_data
+from quant_assets.storage.schema import TABLES, bar_quarantine, price_data
 
 
 def write_bars(bars: pd.DataFrame, engine: Engine) -> int:
@@ -151,6 +151,30 @@ def last_bar_times(engine: Engine, tickers: Sequence[str]) -> dict[str, pd.Times
     with engine.connect() as conn:
         rows = conn.execute(query).fetchall()
     return {ticker: to_utc(pd.Series([ts])).iloc[0] for ticker, ts in rows if ts is not None}
+
+
+def rows_per_ticker(
+    engine: Engine,
+    table_name: str,
+    tickers: Sequence[str],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> dict[str, int]:
+    """Stored rows of a bar table (keyed by ticker, ts) per ticker with ``start <= ts < end``;
+    every ticker named, zero where it has none."""
+    table = TABLES[table_name]
+    query = (
+        select(table.c.ticker, func.count())
+        .where(
+            table.c.ticker.in_(list(tickers)),
+            table.c.ts >= to_db_timestamp(start, engine),
+            table.c.ts < to_db_timestamp(end, engine),
+        )
+        .group_by(table.c.ticker)
+    )
+    with engine.connect() as conn:
+        counts = dict(conn.execute(query).tuples().all())
+    return {t: int(counts.get(t, 0)) for t in tickers}
 
 
 def write_quarantine(quarantined: pd.DataFrame, engine: Engine) -> int:

@@ -149,6 +149,10 @@ def test_ledger_then_adjusted_bars_equal_ground_truth(quant_env: Settings) -> No
         assert checks(result)[CHECK_NO_JUMP].passed
         meta = asset_meta(result, "adjusted_bars")
         assert meta["full_rebuilds"].value == 2 and meta["actions_applied"].value == 4
+        assert meta["scope"].value == "all 2 tickers"
+        two_days = calendar.span_of_days(SESSIONS[-2], SESSIONS[-1])
+        stored = adjusted_store.read_adjusted_bars(get_engine(quant_env), TICKERS, *two_days)
+        assert meta["rows_stored"].value == len(stored) > 0
         assert rebuilt_events(instance, result.run_id) == []  # a first build made nothing stale
         worst = assert_matches_truth(quant_env)
         log.info(f"max relative error vs ground truth through Dagster: {worst:.2e}")
@@ -234,6 +238,13 @@ def test_missing_split_is_flagged_then_the_new_action_rebuilds_earlier_partition
         assert day_key(SESSIONS[0]) in partitions
         assert day_key(AAPL_SPLIT) not in partitions  # factors unchanged there
         assert "| AAPL | full |" in meta["per_ticker"].value
+        # the partition's figures still name every ticker: MSFT was never built
+        assert meta["scope"].value.startswith("1 of 2 tickers (AAPL)")
+        assert "| MSFT | not in this run | – | – | 0 |" in meta["per_ticker"].value
+        day = calendar.span_of_days(SESSIONS[-1], SESSIONS[-1])
+        assert meta["rows_stored"].value == len(
+            adjusted_store.read_adjusted_bars(engine, ["AAPL"], *day)
+        )
 
         adjusted_store.rebuild_adjusted_bars(engine, ["MSFT"])
         assert_matches_truth(quant_env)

@@ -28,11 +28,15 @@ TARGET = ("2026-09-03", "2026-09-04")
 TABLES = ("features", "labels")
 
 
-def materialize(keys: list[dg.AssetKey], instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+def materialize(
+    keys: list[dg.AssetKey], instance: dg.DagsterInstance, tickers: list[str] | None = None
+) -> dg.ExecuteInProcessResult:
+    config = {"ops": {"features_and_labels": {"config": {"tickers": tickers}}}} if tickers else None
     return dg.materialize(
         [features_and_labels],
         selection=keys,
         instance=instance,
+        run_config=config,
         resources={"database": DatabaseResource(), "market": MarketSourceResource(tickers=TICKERS)},
         tags={
             "dagster/asset_partition_range_start": TARGET[0],
@@ -93,8 +97,30 @@ def test_features_equal_the_core_on_full_history(
     assert sorted(e.partition for e in events) == list(TARGET)  # one event per day, not per ticker
     meta = events[0].metadata
     assert meta["rows"].value == len(stored) and meta["warm_rows"].value == len(stored)
+    assert meta["scope"].value == "all 2 tickers" and meta["rows_stored"].value == len(stored)
     for ticker, n in stored.groupby("ticker").size().items():
-        assert f"| {ticker} | {n:,} | {n:,} |" in meta["per_ticker"].value
+        assert f"| {ticker} | {n:,} | {n:,} | {n:,} |" in meta["per_ticker"].value
+
+
+def test_a_run_of_some_tickers_still_reports_every_tickers_stored_rows(
+    quant_env: Settings, adjusted: pd.DataFrame
+) -> None:
+    with dg.instance_for_test() as instance:
+        assert materialize([FEATURES, LABELS], instance).success
+        one = materialize([FEATURES, LABELS], instance, tickers=["MSFT"])
+    assert one.success
+    engine = get_engine(quant_env)
+    for key in (FEATURES, LABELS):
+        stored = read_from_db(f"SELECT ticker FROM {key.path[-1]}", engine)
+        n = stored.groupby("ticker").size()
+        meta = materializations(one, key)[0].metadata
+        assert meta["tickers"].value == 1
+        assert meta["scope"].value.startswith("1 of 2 tickers (MSFT)")
+        assert meta["rows_stored"].value == len(stored)
+        table = meta["per_ticker"].value
+        warm = " – |" if key == FEATURES else ""  # features list warm rows, labels don't
+        assert f"| AAPL | not in this run |{warm} {n['AAPL']:,} |" in table
+        assert f"| MSFT | {n['MSFT']:,} |" in table
 
 
 def test_labels_equal_the_core_and_report_balance(

@@ -7,7 +7,13 @@ import pandas as pd
 from sqlalchemy import Engine, select, text
 
 from quant_assets.market.bar_validation import validate_bars
-from quant_assets.storage.bars import read_bars, read_ticker_rows, write_bars, write_quarantine
+from quant_assets.storage.bars import (
+    read_bars,
+    read_ticker_rows,
+    rows_per_ticker,
+    write_bars,
+    write_quarantine,
+)
 from quant_assets.storage.bulk import read_select
 from quant_assets.storage.database import create_db_engine, to_db_timestamp
 from quant_assets.storage.schema import price_data
@@ -111,3 +117,13 @@ def test_a_named_ticker_read_is_the_generic_read_on_every_backend(engine: Engine
             assert str(got["ts"].dtype) == "datetime64[ns, UTC]"
             assert got["volume"].dtype == np.int64
     assert list(got.columns) == columns and got.empty
+
+
+def test_rows_per_ticker_counts_the_window_and_names_every_ticker(engine: Engine) -> None:
+    write_bars(pd.concat([bars("AAPL", n=5), bars("MSFT", n=3)], ignore_index=True), engine)
+    minute = pd.Timedelta(minutes=1)
+    counts = rows_per_ticker(
+        engine, "price_data", ["MSFT", "AAPL", "TSLA"], DAY_OPEN + minute, DAY_OPEN + 4 * minute
+    )
+    assert counts == {"MSFT": 2, "AAPL": 3, "TSLA": 0}
+    assert list(counts) == ["MSFT", "AAPL", "TSLA"]  # in the order asked
