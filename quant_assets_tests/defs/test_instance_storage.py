@@ -1,12 +1,15 @@
-"""PooledPostgresStorage: the production instance's storage, as its dagster.yaml configures it,
-keeps its connections open (plain dagster-postgres opens one or two per event)."""
+"""The instance storages the shipped dagster.yaml files name keep their connections open, where
+Dagster's own open one or two per event: PooledPostgresStorage (the production and shared
+instances) and PooledSqliteStorage (the embedded default)."""
 
 from __future__ import annotations
 
 import gc
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import pytest
@@ -14,10 +17,10 @@ import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from quant_assets.defs.instance_storage import KEPT_SQLITE_FILES
 from quant_assets.production.stack import INSTANCE_YAML
 from quant_assets_tests.helpers import new_pg_database
 
-pytestmark = pytest.mark.postgres
 EVENTS = 30
 
 
@@ -75,6 +78,7 @@ def _report_events(instance: dg.DagsterInstance) -> Iterator[None]:
     assert instance.fetch_materializations(dg.AssetKey("probe"), limit=EVENTS + 1).records
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize(
     ("storage", "pooled"), [(_production_storage, True), (_plain_storage, False)]
 )
@@ -90,6 +94,7 @@ def test_the_production_storage_keeps_its_connections_open(
         assert opened >= 2 * EVENTS
 
 
+@pytest.mark.postgres
 def test_a_run_worker_rebuilds_the_pooled_storage(dagster_pg: str, tmp_path: Path) -> None:
     """The instance a run worker makes from the instance ref pools its connections too, and a
     run on it stores its events."""
@@ -107,6 +112,7 @@ def test_a_run_worker_rebuilds_the_pooled_storage(dagster_pg: str, tmp_path: Pat
         worker.dispose()
 
 
+@pytest.mark.postgres
 def test_the_webservers_own_pools_replace_ours_and_close_them(
     dagster_pg: str, tmp_path: Path
 ) -> None:
@@ -131,3 +137,77 @@ def test_the_webservers_own_pools_replace_ours_and_close_them(
                     time.sleep(0.05)
     finally:
         admin.dispose()
+
+
+# --- the embedded default: PooledSqliteStorage --------------------------------------------------
+SQLITE_YAML = Path(__file__).resolve().parents[2] / "dagster.sqlite.yaml"
+
+
+@pytest.fixture
+def sqlite_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A DAGSTER_HOME holding the shipped dagster.sqlite.yaml."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(SQLITE_YAML.read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return str(home)
+
+
+def _sqlite_connections(instance: dg.DagsterInstance) -> int:
+    """Connections sqlite3 opened while the probe events were stored."""
+    opened = []
+    real = sqlite3.dbapi2.connect  # what SQLAlchemy's pysqlite dialect calls
+
+    def counted(*args, **kwargs):
+        opened.append(args[0] if args else kwargs.get("database"))
+        return real(*args, **kwargs)
+
+    with mock.patch.object(sqlite3.dbapi2, "connect", counted):
+        for _ in _report_events(instance):
+            pass
+    return len(opened)
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+def test_the_default_sqlite_storage_keeps_its_connections_open(
+    sqlite_home: str, pooled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not pooled:  # Dagster's own storage in the same place: no storage section
+        config = yaml.safe_load(SQLITE_YAML.read_text())
+        del config["storage"]
+        Path(sqlite_home, "dagster.yaml").write_text(yaml.safe_dump(config))
+    with dg.DagsterInstance.get() as instance:
+        kind = type(instance.event_log_storage).__name__
+        assert kind == ("PooledSqliteEventLogStorage" if pooled else "SqliteEventLogStorage")
+        instance.report_runless_asset_event(dg.AssetMaterialization("probe"))
+        opened = _sqlite_connections(instance)
+    if pooled:
+        assert opened == 0, f"{opened} connections for {EVENTS} events"
+    else:  # the run's file and the index, each on a new connection per event
+        assert opened >= 2 * EVENTS
+
+
+def test_runs_on_the_pooled_sqlite_storage_keep_few_files_open_and_all_readable(
+    sqlite_home: str,
+) -> None:
+    @dg.asset
+    def probe() -> None:
+        return None
+
+    with dg.DagsterInstance.get() as instance:
+        worker = dg.DagsterInstance.from_ref(instance.get_ref())
+        assert type(worker.event_log_storage).__name__ == "PooledSqliteEventLogStorage"
+        runs = [dg.materialize([probe], instance=worker) for _ in range(KEPT_SQLITE_FILES + 3)]
+        assert all(r.success for r in runs)
+        events = worker.event_log_storage
+        assert len(events._engines) <= KEPT_SQLITE_FILES  # type: ignore[attr-defined]
+        for run in runs:  # the files closed in between read again
+            assert any(
+                e.dagster_event_type == dg.DagsterEventType.RUN_SUCCESS
+                for e in instance.all_logs(run.run_id)
+            )
+        instance.wipe()
+        worker.wipe()
+        assert set(events._engines) <= {"index"}  # type: ignore[attr-defined]  # runs' files gone
+        assert dg.materialize([probe], instance=worker).success
+        worker.dispose()
