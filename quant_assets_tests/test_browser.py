@@ -21,6 +21,7 @@ daemon: the walk is about the pages, the daemon has tests of its own. Screenshot
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import dagster as dg
 import pandas as pd
@@ -84,7 +86,9 @@ class Walk:
     mlflow: Server
 
     def instance(self) -> dg.DagsterInstance:
-        return dg.DagsterInstance.from_config(str(self.dagster_home))
+        """The services' instance (its storage's base_dir is $DAGSTER_HOME, as theirs)."""
+        with mock.patch.dict(os.environ, {"DAGSTER_HOME": str(self.dagster_home)}):
+            return dg.DagsterInstance.from_config(str(self.dagster_home))
 
 
 def _instance_yaml() -> str:
