@@ -1,8 +1,8 @@
 """Progress lines for a run's loop over tickers: at most one run-log line every few seconds, and
-always the last. Each line is an event Dagster stores (13–20 ms apiece on its SQLite and
-PostgreSQL storages), so a line per ticker would cost more than a short run's work; what each
-ticker got is in the materialization's ``per_ticker`` metadata, and warnings are logged as
-they happen."""
+always the last. Each line is an event Dagster stores (13–20 ms apiece on Dagster's own SQLite
+and PostgreSQL storages, a few on ours), so a line per ticker would cost more than a short run's
+work; what each ticker got is in the materialization's ``per_ticker`` metadata, and warnings
+are logged as they happen."""
 
 from __future__ import annotations
 
