@@ -16,13 +16,13 @@ dagster-webserver sets up for itself (``optimize_for_webserver``), without its s
 ``PooledSqliteStorage`` is the default SQLite storage (``storage: sqlite:``, with ``base_dir``)
 whose event log keeps an engine and one open connection for each of the few database files it
 used last (the index and recent runs' files), under the event log's own lock as before. It
-replaces ``SqliteEventLogStorage._connect``, a private method of Dagster 1.13 (the version the
-project pins; ``quant_assets_tests/defs/test_instance_storage.py`` fails if it changes).
+replaces ``SqliteEventLogStorage._connect``, a private method of Dagster 1.13, and takes the
+event logs' folder from Dagster's private ``_event_logs_directory`` (the version the project
+pins; ``quant_assets_tests/defs/test_instance_storage.py`` fails if either changes).
 """
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +32,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
 )
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 from sqlalchemy import Connection, Engine, create_engine
@@ -139,11 +139,8 @@ class PooledSqliteStorage(DagsterSqliteStorage):
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         super().__init__(base_dir, inst_data)
-        # the same directory as the storage Dagster made (history/runs under base_dir)
         self._event_log_storage.dispose()
-        self._event_log_storage = PooledSqliteEventLogStorage(
-            os.path.join(base_dir, "history", "runs", "")
-        )
+        self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
 
     @classmethod
     def from_config_value(  # type: ignore[override]
