@@ -43,7 +43,7 @@ from quant_assets.corporate_actions.ledger import (
     read_corporate_actions,
 )
 from quant_assets.defs.configs import TickersConfig
-from quant_assets.defs.metadata import json_value, run_scope
+from quant_assets.defs.metadata import coverage, json_value
 from quant_assets.defs.partitions import (
     BIG_TABLES_POOL,
     day_key,
@@ -350,10 +350,11 @@ def _build_metadata(
         for r in b.plan.skipped.itertuples()
         if not str(r.reason).startswith("before any data")
     ]
+    cells = {
+        b.ticker: [b.mode, f"{b.rows_written:,}", str(len(b.sessions_written))] for b in builds
+    }
     return {
-        "scope": run_scope([b.ticker for b in builds], list(stored)),
         "rows_written": dg.MetadataValue.int(sum(b.rows_written for b in builds)),
-        "rows_stored": dg.MetadataValue.int(sum(stored.values())),
         "tickers": dg.MetadataValue.int(len(builds)),
         "full_rebuilds": dg.MetadataValue.int(len(full)),
         "earlier_sessions_rebuilt": dg.MetadataValue.int(sum(len(b.stale_sessions) for b in full)),
@@ -363,26 +364,10 @@ def _build_metadata(
         "actions_skipped": json_value(skipped[:MAX_LISTED]),
         "pending_actions": dg.MetadataValue.int(sum(len(b.plan.pending()) for b in builds)),
         "ledger_fingerprints": json_value({b.ticker: b.plan.fingerprint for b in builds}),
-        "per_ticker": dg.MetadataValue.md(_per_ticker_builds(builds, stored)),
+        **coverage(cells, ["mode", "rows written", "sessions written"], stored),
         "series_for_models": dg.MetadataValue.text("total_return (open/high/low/close)"),
         "database": dg.MetadataValue.text(database),
     }
-
-
-def _per_ticker_builds(builds: list[TickerBuild], stored: dict[str, int]) -> str:
-    """A row per market ticker (and any other one built): this run's build, the rows stored."""
-    by_ticker = {b.ticker: b for b in builds}
-    lines = [
-        "| ticker | mode | rows written | sessions written | rows stored (these days) |",
-        "|---|---|---|---|---|",
-    ]
-    for ticker in dict.fromkeys([*stored, *by_ticker]):
-        b = by_ticker.get(ticker)
-        built = f"{b.mode} | {b.rows_written:,} | {len(b.sessions_written)}" if b else (
-            "not in this run | – | –"
-        )  # fmt: skip
-        lines.append(f"| {ticker} | {built} | {stored.get(ticker, 0):,} |")
-    return "\n".join(lines)
 
 
 def _jump_check(jumps: pd.DataFrame, boundaries: pd.DataFrame) -> dg.AssetCheckResult:

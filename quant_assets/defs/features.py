@@ -4,7 +4,6 @@ both reads each ticker's bars once), and the ``daily_tables`` job (adjusted bars
 labels over a range of days)."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
@@ -18,7 +17,7 @@ from quant_assets.daily_tables import (
     write_labels,
 )
 from quant_assets.defs.configs import TickersConfig, config_class, dataclass_values
-from quant_assets.defs.metadata import json_value, run_scope
+from quant_assets.defs.metadata import coverage, json_value
 from quant_assets.defs.partitions import BIG_TABLES_POOL, partition_days, session_partitions
 from quant_assets.defs.progress import ProgressLog
 from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
@@ -120,50 +119,39 @@ def features_and_labels(
     span = calendar.span_of_days(days[0], days[-1])
     if want_features:
         stored = rows_per_ticker(engine, "features", market.tickers, *span)
-        yield _features_result(feature_frames, Built(tickers, stored))
+        yield _features_result(feature_frames, tickers, stored)
     if want_labels:
         stored = rows_per_ticker(engine, "labels", market.tickers, *span)
-        yield _labels_result(label_frames, spec, Built(tickers, stored))
+        yield _labels_result(label_frames, spec, tickers, stored)
 
 
-@dataclass(frozen=True)
-class Built:
-    """The tickers a run built, and the rows the table holds for its days per market ticker."""
-
-    tickers: list[str]
-    stored: dict[str, int]
-
-    def metadata(self) -> dict[str, dg.MetadataValue]:
-        return {
-            "tickers": dg.MetadataValue.int(len(self.tickers)),
-            "scope": run_scope(self.tickers, list(self.stored)),
-            "rows_stored": dg.MetadataValue.int(sum(self.stored.values())),
-        }
-
-
-def _per_ticker(table: pd.DataFrame, built: Built, extra: str | None = None) -> str:
-    """A markdown table per market ticker (and any other one built): this run's rows (zero
-    where none, "not in this run" where not built) and the rows stored for its days."""
+def _per_ticker(
+    table: pd.DataFrame, tickers: list[str], stored: dict[str, int], extra: str | None = None
+) -> dict[str, dg.MetadataValue]:
+    """``coverage`` of this run's rows per ticker (zero where none; and the ``extra`` column's
+    sum) against the rows stored."""
     counts = table.groupby("ticker").size() if len(table) else pd.Series(dtype=int)
     extras = table.groupby("ticker")[extra].sum() if extra and len(table) else pd.Series(dtype=int)
-    header = f"| ticker | rows |{f' {extra} |' if extra else ''} rows stored (these days) |"
-    lines = [header, "|---|---|" + ("---|" if extra else "") + "---|"]
-    for t in dict.fromkeys([*built.stored, *built.tickers]):
-        if t in built.tickers:
-            row = f"| {t} | {int(counts.get(t, 0)):,} |"
-            row += f" {int(extras.get(t, 0)):,} |" if extra else ""
-        else:
-            row = f"| {t} | not in this run |" + (" – |" if extra else "")
-        lines.append(f"{row} {built.stored.get(t, 0):,} |")
-    return "\n".join(lines)
+    cells = {
+        t: [f"{int(counts.get(t, 0)):,}", *([f"{int(extras.get(t, 0)):,}"] if extra else [])]
+        for t in tickers
+    }
+    return {
+        "tickers": dg.MetadataValue.int(len(tickers)),
+        **coverage(cells, ["rows", *([extra] if extra else [])], stored),
+    }
 
 
-def _features_result(frames: list[pd.DataFrame], built: Built) -> dg.MaterializeResult:
+def _features_result(
+    frames: list[pd.DataFrame], tickers: list[str], stored: dict[str, int]
+) -> dg.MaterializeResult:
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     inputs = table[list(FEATURE_SPEC.columns)].astype("float64") if len(table) else None
     warm = table["warm"].astype(bool) if len(table) else pd.Series([], dtype=bool)
     bad_rows = 0 if inputs is None else int((~np.isfinite(inputs[warm])).any(axis=1).sum())
     nan_counts = {} if inputs is None else {c: int(n) for c, n in inputs.isna().sum().items()}
+    with_warm = table.assign(warm=warm) if len(table) else table
+    per_ticker = _per_ticker(with_warm, tickers, stored, "warm")
     return dg.MaterializeResult(
         asset_key=FEATURES,
         metadata={
@@ -172,10 +160,7 @@ def _features_result(frames: list[pd.DataFrame], built: Built) -> dg.Materialize
             "feature_version": dg.MetadataValue.text(FEATURE_SPEC.version),
             "model_inputs": json_value(list(FEATURE_SPEC.columns)),
             "nan_counts": json_value(nan_counts),
-            **built.metadata(),
-            "per_ticker": dg.MetadataValue.md(
-                _per_ticker(table.assign(warm=warm) if len(table) else table, built, "warm")
-            ),
+            **per_ticker,
         },
         check_results=[
             dg.AssetCheckResult(
@@ -189,7 +174,7 @@ def _features_result(frames: list[pd.DataFrame], built: Built) -> dg.Materialize
 
 
 def _labels_result(
-    frames: list[pd.DataFrame], spec: LabelSpec, built: Built
+    frames: list[pd.DataFrame], spec: LabelSpec, tickers: list[str], stored: dict[str, int]
 ) -> dg.MaterializeResult:
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["label"])
     counts = table["label"].value_counts(dropna=False)
@@ -200,8 +185,7 @@ def _labels_result(
             "rows": dg.MetadataValue.int(len(table)),
             "class_balance": json_value(balance),
             "label_spec": json_value(label_spec_json(spec)),
-            **built.metadata(),
-            "per_ticker": dg.MetadataValue.md(_per_ticker(table, built)),
+            **_per_ticker(table, tickers, stored),
         },
         check_results=[_label_check(table)],
     )

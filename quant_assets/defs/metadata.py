@@ -27,13 +27,29 @@ def rounded(data: Any, digits: int = SIGNIFICANT_DIGITS) -> Any:
     return [rounded(v, digits) for v in data]
 
 
-def run_scope(built: Sequence[str], universe: Sequence[str]) -> dg.TextMetadataValue:
-    """Which tickers a run built, against every ticker of the market: a rebuild of one ticker
-    materializes the same day partitions as a full run."""
-    others = [t for t in universe if t not in set(built)]
-    if not others:
-        return dg.MetadataValue.text(f"all {len(built)} tickers")
-    return dg.MetadataValue.text(
-        f"{len(built)} of {len(set(built) | set(universe))} tickers ({', '.join(built)}); the "
+def coverage(
+    built: Mapping[str, Sequence[str]], columns: Sequence[str], stored: Mapping[str, int]
+) -> dict[str, dg.MetadataValue]:
+    """What a run of some tickers did, beside what the table holds for every market ticker (a
+    rebuild of one ticker materializes the same day partitions as a full run): ``scope``,
+    ``rows_stored``, and ``per_ticker``, a markdown row per market ticker (and any other one
+    built) with the run's cells for it (``built``, under ``columns``) or "not in this run",
+    then the rows stored for the run's days."""
+    others = [t for t in stored if t not in built]
+    scope = f"all {len(built)} tickers" if not others else (
+        f"{len(built)} of {len(built) + len(others)} tickers ({', '.join(built)}); the "
         "others' rows for these days are those earlier runs stored"
-    )
+    )  # fmt: skip
+    not_built = ["not in this run", *["–"] * (len(columns) - 1)]
+    lines = [
+        f"| ticker | {' | '.join(columns)} | rows stored (these days) |",
+        "|---|" + "---|" * (len(columns) + 1),
+    ]
+    for ticker in dict.fromkeys([*stored, *built]):
+        cells = built.get(ticker, not_built)
+        lines.append(f"| {ticker} | {' | '.join(cells)} | {stored.get(ticker, 0):,} |")
+    return {
+        "scope": dg.MetadataValue.text(scope),
+        "rows_stored": dg.MetadataValue.int(sum(stored.values())),
+        "per_ticker": dg.MetadataValue.md("\n".join(lines)),
+    }

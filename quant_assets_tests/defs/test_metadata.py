@@ -1,4 +1,5 @@
-"""JSON metadata rounding: six significant digits, structure and non-floats kept."""
+"""Metadata: JSON rounding (six significant digits, structure and non-floats kept) and the
+coverage of a run of some tickers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quant_assets.defs.metadata import json_value, rounded
+from quant_assets.defs.metadata import coverage, json_value, rounded
 
 LEAVES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.text(), st.booleans()
@@ -50,3 +51,18 @@ def test_a_metric_reads_short_in_the_ui() -> None:
         json.dumps(value.data)
         == '{"log_loss": 0.955123, "n": 3, "per_class": [0.333333, 0.666667]}'
     )
+
+
+def test_coverage_lists_every_market_ticker_built_or_not() -> None:
+    stored = {"AAPL": 10, "MSFT": 7}
+    full = coverage({"AAPL": ["10"], "MSFT": ["7"]}, ["rows"], stored)
+    assert full["scope"].value == "all 2 tickers" and full["rows_stored"].value == 17
+    partial = coverage({"MSFT": ["full", "7"], "TSLA": ["full", "3"]}, ["mode", "rows"], stored)
+    assert partial["scope"].value.startswith("2 of 3 tickers (MSFT, TSLA); the others'")
+    assert partial["per_ticker"].value.splitlines() == [
+        "| ticker | mode | rows | rows stored (these days) |",
+        "|---|---|---|---|",
+        "| AAPL | not in this run | – | 10 |",
+        "| MSFT | full | 7 | 7 |",
+        "| TSLA | full | 3 | 0 |",
+    ]
