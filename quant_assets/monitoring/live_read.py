@@ -10,7 +10,8 @@ reads exactly n rows however long the history is; a ``row_number()`` window woul
 ticker's whole history) and the session's raw bars. PostgreSQL sends it as a binary ``COPY (…)
 TO STDOUT`` of fixed-width columns, which numpy takes at once (``storage.pg_binary``: 3× faster
 than the CSV COPY it replaced); other backends (SQLite) fill columns from the raw DBAPI
-cursor's tuples, without SQLAlchemy's row processing, and numpy parses the ISO timestamps.
+cursor's tuples block by block (``storage.bulk.fetch_columns``), without SQLAlchemy's row
+processing. Tickers travel as their positions in the statement's list.
 ``read_history_bars`` and ``read_session_bars`` are the two halves, for ``live_scorer``.
 """
 
@@ -21,11 +22,12 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine
+from sqlalchemy import DateTime, Engine, Float, Integer
 
 from quant_assets.market import calendar
 from quant_assets.market.frames import BAR_COLUMNS, PRICE_COLUMNS, empty_bars
 from quant_assets.storage.bars import ticker_position_sql
+from quant_assets.storage.bulk import fetch_columns
 from quant_assets.storage.pg_binary import copy_binary
 from quant_assets.storage.schema import adjusted_bars, price_data
 
@@ -86,11 +88,11 @@ def _read(
     params = {"first": first, "end": last, "n": int(history_bars)}
     params.update({f"t{k}": name for k, name in enumerate(names)})
     columns = (
-        _copy_columns(engine, sql, params, names)
+        copy_binary(engine, sql, params, _BINARY_TYPES)
         if postgres
         else _cursor_columns(engine, sql, params)
     )
-    return _frame(columns).sort_values(["ticker", "ts"], ignore_index=True)
+    return _frame(columns, names).sort_values(["ticker", "ts"], ignore_index=True)
 
 
 @lru_cache(maxsize=64)
@@ -98,8 +100,8 @@ def live_bars_sql(n_tickers: int, postgres: bool, *, history: bool, session: boo
     """The one statement for ``n_tickers`` tickers (bound :t0…, :first, :end, :n): with
     ``history`` per ticker its newest adjusted bars (``ORDER BY ts DESC LIMIT n`` inside, so
     the key's backward scan stops after n rows), with ``session`` the session's raw bars.
-    PostgreSQL names each ticker by its position (an int4: binary COPY reads only fixed-width
-    columns); SQLite sends the ticker and ts as stored (text)."""
+    Each ticker comes as its position (an integer: binary COPY reads only fixed-width columns,
+    and SQLite makes no string per row); SQLite sends ts as stored (text)."""
 
     def ph(name: str) -> str:
         return f"%({name})s" if postgres else f":{name}"
@@ -109,17 +111,17 @@ def live_bars_sql(n_tickers: int, postgres: bool, *, history: bool, session: boo
 
     raw = ", ".join(BAR_COLUMNS)
     parts = [
-        f"SELECT {cols(f'CAST({k} AS INTEGER)' if postgres else 'ticker')} FROM "
+        f"SELECT {cols(f'CAST({k} AS INTEGER)')} FROM "
         f"(SELECT {raw} FROM {adjusted_bars.name} WHERE ticker = {ph(f't{k}')} "
         f"AND ts < {ph('first')} ORDER BY ts DESC LIMIT {ph('n')}) AS history_{k}"
         for k in range(n_tickers)
         if history
     ]
     names = ", ".join(ph(f"t{k}") for k in range(n_tickers))
-    ticker = ticker_position_sql(n_tickers, ph) if postgres else "ticker"
+    position = ticker_position_sql(n_tickers, ph)
     if session:
         parts.append(
-            f"SELECT {cols(ticker)} FROM {price_data.name} WHERE ticker IN ({names}) "
+            f"SELECT {cols(position)} FROM {price_data.name} WHERE ticker IN ({names}) "
             f"AND ts >= {ph('first')} AND ts < {ph('end')}"
         )
     if not parts:
@@ -134,35 +136,27 @@ _BINARY_TYPES = (
 )
 
 
-def _copy_columns(
-    engine: Engine, sql: str, params: dict, names: tuple[str, ...]
-) -> dict[str, np.ndarray]:
-    """PostgreSQL: binary ``COPY (statement) TO STDOUT``, parsed by numpy at once; tickers
-    by position in ``names``."""
-    columns = copy_binary(engine, sql, params, _BINARY_TYPES)
-    columns["ticker"] = np.asarray(names, dtype=object)[columns["ticker"]]
-    return columns
+_CURSOR_TYPES = (Integer(), DateTime(), *(Float() for _ in (*PRICE_COLUMNS, "volume")))
 
 
 def _cursor_columns(engine: Engine, sql: str, params: dict) -> dict[str, np.ndarray]:
-    """Other backends: the DBAPI cursor's tuples turned into columns, no Row objects; ts
-    stored as ISO text without an offset, parsed by numpy."""
+    """Other backends (SQLite): the DBAPI cursor's rows fetched into columns
+    (``bulk.fetch_columns``), no Row objects."""
     with engine.connect() as conn:
-        rows = conn.exec_driver_sql(sql, params).cursor.fetchall()
-    values = list(zip(*rows, strict=True)) if rows else [()] * len(BAR_COLUMNS)
-    columns = {
-        c: np.asarray(v, dtype=object if k < 2 else "f8")
-        for k, (c, v) in enumerate(zip(BAR_COLUMNS, values, strict=True))
-    }
-    columns["ts"] = columns["ts"].astype(str).astype("datetime64[ns]")
-    return columns
+        result = conn.exec_driver_sql(sql, params)
+        try:
+            values = fetch_columns(result.cursor, _CURSOR_TYPES)
+        finally:
+            result.close()
+    return dict(zip(BAR_COLUMNS, values, strict=True))
 
 
-def _frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
-    """The bar layout: ticker string, ts datetime64[ns, UTC], prices and volume float64."""
+def _frame(columns: dict[str, np.ndarray], names: tuple[str, ...]) -> pd.DataFrame:
+    """The bar layout: ticker string (from its position in ``names``), ts datetime64[ns, UTC],
+    prices and volume float64."""
     return pd.DataFrame(
         {
-            "ticker": pd.array(columns["ticker"], dtype="string"),
+            "ticker": pd.array(names, dtype="string").take(columns["ticker"]),
             "ts": pd.DatetimeIndex(columns["ts"]).tz_localize("UTC"),
             **{c: np.asarray(columns[c], dtype="f8") for c in (*PRICE_COLUMNS, "volume")},
         }

@@ -49,9 +49,10 @@ def read_ticker_rows(
     when None), in (ticker, ts) order: the bar tables' read.
 
     Named tickers travel as their positions (an integer per row instead of a string made per
-    row). On PostgreSQL, when every other column is fixed-width and NOT NULL, by binary COPY
-    (``pg_binary``: no float printed by the server nor parsed here); otherwise by
-    ``read_select``. Either way the frame ``read_select`` gives for the plain query.
+    row; a single ticker not at all) and come back as pandas' string dtype. On PostgreSQL,
+    when every other column is fixed-width and NOT NULL, by binary COPY (``pg_binary``: no
+    float printed by the server nor parsed here); otherwise by ``read_select``. Either way the
+    frame ``read_select`` gives for the plain query.
     """
     window = (
         table.c.ts >= to_db_timestamp(start, engine),
@@ -68,16 +69,27 @@ def read_ticker_rows(
     wire = _binary_types(table, columns)
     if engine.dialect.name == "postgresql" and wire is not None:
         return _copy_ticker_rows(engine, table, columns, names, start, end, wire)
+    # One ticker named: its name is not read at all; several: as positions in ``names``.
     position = case({name: k for k, name in enumerate(names)}, value=table.c.ticker)
-    selected = (position.label(c) if c == "ticker" else table.c[c] for c in columns)
+    selected = [position.label(c) if c == "ticker" else table.c[c] for c in columns]
+    if len(names) == 1:
+        selected = [table.c[c] for c in columns if c != "ticker"]
     query = select(*selected).where(*window, table.c.ticker.in_(names)).order_by(*order)
     with engine.connect() as conn:
         frame = read_select(conn, query)
-    codes = frame["ticker"].to_numpy(np.int64) if len(frame) else np.zeros(0, dtype=np.int64)
-    frame["ticker"] = np.asarray(names, dtype=object)[codes]
-    if engine.dialect.name == "postgresql":
-        frame["ticker"] = frame["ticker"].astype("str")
+    if len(names) == 1:
+        codes = np.zeros(len(frame), np.int64)
+        frame.insert(list(columns).index("ticker"), "ticker", _ticker_names(names, codes))
+    else:
+        codes = frame["ticker"].to_numpy(np.int64) if len(frame) else np.zeros(0, np.int64)
+        frame["ticker"] = _ticker_names(names, codes)
     return frame
+
+
+def _ticker_names(names: list[str], positions: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """The tickers at ``positions`` of ``names`` as pandas' string dtype, without a Python
+    string per row."""
+    return pd.array(names, dtype="string").take(positions)
 
 
 def _copy_ticker_rows(
@@ -100,12 +112,11 @@ def _copy_ticker_rows(
     params = {"start": to_db_timestamp(start, engine), "end": to_db_timestamp(end, engine)}
     params.update({f"t{k}": name for k, name in enumerate(names)})
     got = copy_binary(engine, sql, params, wire)
-    got["ticker"] = np.asarray(names, dtype=object)[got["ticker"]]
+    got["ticker"] = _ticker_names(names, got["ticker"])
     frame = pd.DataFrame(got, copy=False)[list(columns)]
     for name in columns:
         if isinstance(table.c[name].type, DateTime):
             frame[name] = frame[name].dt.tz_localize("UTC")
-    frame["ticker"] = frame["ticker"].astype("str")
     return frame
 
 

@@ -198,13 +198,18 @@ def test_a_frame_in_key_order_stores_what_a_shuffled_one_stores(
 
 
 @hypothesis_settings(max_examples=40, deadline=None)
-@given(frame=label_frames(), per_statement=st.integers(2, 7), changed=st.data())
+@given(
+    frame=label_frames(),
+    per_statement=st.integers(2, 7),
+    block=st.integers(1, 12),
+    changed=st.data(),
+)
 def test_many_rows_per_statement_store_and_count_what_one_row_per_statement_does(
-    frame: pd.DataFrame, per_statement: int, changed: st.DataObject
+    frame: pd.DataFrame, per_statement: int, block: int, changed: st.DataObject
 ) -> None:
-    """Rows go to SQLite many per INSERT (whole groups) and the rest one by one: the stored
-    rows and the changed-row counts of a first write and of a revision are those of one row
-    per statement."""
+    """Rows go to SQLite many per INSERT (whole groups, made a block of rows at a time) and
+    the rest one by one: the stored rows and the changed-row counts of a first write and of
+    a revision are those of one row per statement."""
     revised = frame.copy()
     picked = changed.draw(st.lists(st.integers(0, len(frame) - 1), unique=True))
     revised.loc[revised.index[picked], "ret"] = -0.125  # a value no strategy draws
@@ -212,7 +217,11 @@ def test_many_rows_per_statement_store_and_count_what_one_row_per_statement_does
     for per in (1, per_statement):
         engine = create_engine("sqlite://")
         metadata.create_all(engine)
-        with mock.patch.object(bulk, "ROWS_PER_STATEMENT", per), engine.begin() as conn:
+        with (
+            mock.patch.object(bulk, "ROWS_PER_STATEMENT", per),
+            mock.patch.object(bulk, "BLOCK_ROWS", block),
+            engine.begin() as conn,
+        ):
             first = upsert_frame(conn, "labels", frame)
             again = upsert_frame(conn, "labels", revised)
         counts[per] = (first, again, stored(engine, labels))
@@ -262,6 +271,27 @@ def test_label_rows_round_trip(engine: Engine, frame: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(back, want, check_dtype=False)
     for col in ("ts", "t1"):
         assert str(back[col].dtype) == "datetime64[ns, UTC]"
+
+
+@hypothesis_settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(frame=label_frames(), block=st.integers(1, 4))
+def test_a_read_in_blocks_is_the_read_at_once(
+    engine: Engine, frame: pd.DataFrame, block: int
+) -> None:
+    """Blocks of a few rows, some with a NULL in an integer or timestamp column and some
+    without, join into the frame one block gives: the same values and the same dtypes."""
+    with engine.begin() as conn:
+        conn.execute(delete(labels))
+    write_to_db(frame, "labels", engine)
+    query = select(labels).order_by(labels.c.ticker, labels.c.ts)
+    with engine.connect() as conn:
+        at_once = read_select(conn, query)
+        with mock.patch.object(bulk, "BLOCK_ROWS", block):
+            in_blocks = read_select(conn, query)
+    pd.testing.assert_frame_equal(in_blocks, at_once)
+    assert [type(v) for v in in_blocks["label"]] == [type(v) for v in at_once["label"]]
 
 
 def test_feature_rows_round_trip_and_an_upsert_replaces(engine: Engine) -> None:
