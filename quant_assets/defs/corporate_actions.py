@@ -55,6 +55,7 @@ from quant_assets.defs.resources import DatabaseResource, MarketSourceResource
 from quant_assets.market import calendar
 from quant_assets.market.coverage import MAX_GAP_SESSIONS
 from quant_assets.storage.bars import rows_per_ticker
+from quant_assets.storage.database import refresh_statistics
 
 GROUP = "corporate_actions"
 CHECK_LEDGER_VALID = "ledger_valid"
@@ -155,6 +156,7 @@ def adjusted_bars(
                     f"{ticker}: skipped {describe_action(r.ex_date, r.action, r.value)}: {r.reason}"
                 )
     _report_rebuilt_partitions(context, builds, set(days))
+    refresh_statistics(engine, "adjusted_bars")  # the jump check's join right after a build
     boundaries = read_session_boundaries(engine, tickers)
     jumps = find_unexplained_jumps(boundaries, ledger=read_corporate_actions(engine, tickers))
     for j in jumps.itertuples():
