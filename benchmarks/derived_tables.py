@@ -21,10 +21,9 @@ outside its timer); the stages turn frames into rows and rows into typed frames 
 On each backend it also times an in-process Dagster run of the same stages over the same days
 (the derived tables are partitioned by day; the run builds every ticker; ``--no-dagster`` skips
 it) against the direct calls of the stage bodies made just before each run, with the instance
-on SQLite files and on
-PostgreSQL, each both on Dagster's own storage (a connection per event, for reference) and on
-ours (``PooledSqliteStorage``, the embedded default; ``PooledPostgresStorage``, the production
-profile's).
+on SQLite files and on PostgreSQL, each both on Dagster's own storage (a connection per event,
+for reference) and on ours (``PooledSqliteStorage``, the embedded default;
+``PooledPostgresStorage``, the production profile's).
 
 Goals: each stage's write and read ≤ 1.5× the baseline on each backend; the Dagster run ≤ 1.3×
 the direct calls, with the instance on SQLite files (the embedded default) and on the
