@@ -70,19 +70,21 @@ def read_ticker_rows(
     if engine.dialect.name == "postgresql" and wire is not None:
         return _copy_ticker_rows(engine, table, columns, names, start, end, wire)
     # One ticker named: its name is not read at all; several: as positions in ``names``.
+    single = len(names) == 1
     position = case({name: k for k, name in enumerate(names)}, value=table.c.ticker)
-    selected = [position.label(c) if c == "ticker" else table.c[c] for c in columns]
-    if len(names) == 1:
-        selected = [table.c[c] for c in columns if c != "ticker"]
+    selected = [
+        position.label(c) if c == "ticker" else table.c[c]
+        for c in columns
+        if not (single and c == "ticker")
+    ]
     query = select(*selected).where(*window, table.c.ticker.in_(names)).order_by(*order)
     with engine.connect() as conn:
         frame = read_select(conn, query)
-    if len(names) == 1:
+    if single:
         codes = np.zeros(len(frame), np.int64)
         frame.insert(list(columns).index("ticker"), "ticker", _ticker_names(names, codes))
     else:
-        codes = frame["ticker"].to_numpy(np.int64) if len(frame) else np.zeros(0, np.int64)
-        frame["ticker"] = _ticker_names(names, codes)
+        frame["ticker"] = _ticker_names(names, frame["ticker"].to_numpy(np.int64))
     return frame
 
 
