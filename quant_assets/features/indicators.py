@@ -67,7 +67,6 @@ from quant_assets.features.spec import (
     MACD_FAST,
     MACD_SIGNAL,
     MACD_SLOW,
-    RAW_INDICATOR_COLUMNS,
     REALIZED_VOL_BARS,
     RSI_LENGTH,
     TIME_COLUMNS,
@@ -101,8 +100,9 @@ _INDICATOR_COLUMNS = {
 INDICATOR_ENGINES: tuple[str, ...] = ("pandas_ta", "numba")
 _REQUIRED = ("ticker", "ts", "close", "volume")
 _NS_PER_MINUTE = 60_000_000_000
+_NS_PER_DAY = 1440 * _NS_PER_MINUTE
 # Float columns live in one (columns x rows) block, written in place and handed to pandas
-# without a copy; the int time fields and ``warm`` are inserted around it.
+# row by row (each a column) without a copy; the int time fields and ``warm`` go beside them.
 _FLOAT_COLUMNS: tuple[str, ...] = tuple(
     c for c in FEATURE_TABLE_COLUMNS[2:] if c not in TIME_COLUMNS and c != "warm"
 )
@@ -151,7 +151,8 @@ def create_features(
     new_ticker = np.r_[True, s_codes[1:] != s_codes[:-1]] if n else np.zeros(0, dtype=bool)
     if (~new_ticker & (np.r_[1, np.diff(s_ts)] == 0)).any():
         raise ValueError("bars have duplicate (ticker, ts) rows")
-    new_series = new_ticker | _after_hole(s_ts, spec.max_gap_sessions)
+    local_ns = _new_york_ns(ts_ns)
+    new_series = new_ticker | _after_hole(local_ns[order], spec.max_gap_sessions)
     starts = np.flatnonzero(new_series)
     ends = np.r_[starts[1:], n][: starts.size]
 
@@ -173,24 +174,30 @@ def create_features(
     for length in EMA_LENGTHS:
         np.divide(close, block[_ROW[f"ema_{length}"]], out=block[_ROW[f"close_ema_{length}_rel"]])
         block[_ROW[f"close_ema_{length}_rel"]] -= 1.0
-    int_time = _time_features(ts_ns, block)
+    int_time = _time_features(local_ns, block)
 
-    frame = pd.DataFrame(block.T, columns=list(_FLOAT_COLUMNS), index=bars.index, copy=False)
-    frame.insert(0, "ticker", ticker.array)
-    frame.insert(1, "ts", ts.array)
-    for k, name in enumerate(TIME_COLUMNS):
-        frame.insert(2 + len(RAW_INDICATOR_COLUMNS) + k, name, int_time[name])
-    frame.insert(frame.shape[1], "warm", warm)
-    return frame
+    # One column per array, none copied (each float column is a contiguous row of the block):
+    # inserting columns one by one into a frame rebuilt its column index each time.
+    columns = {"ticker": ticker.array, "ts": ts.array, **int_time, "warm": warm}
+    columns.update((name, block[k]) for k, name in enumerate(_FLOAT_COLUMNS))
+    return pd.DataFrame(
+        {name: columns[name] for name in FEATURE_TABLE_COLUMNS}, index=bars.index, copy=False
+    )
 
 
-def _after_hole(ts_ns: np.ndarray, max_gap_sessions: int | None) -> np.ndarray:
-    """True at a bar that follows more than ``max_gap_sessions`` whole sessions without one."""
-    if max_gap_sessions is None or ts_ns.size < 2:
-        return np.zeros(ts_ns.size, dtype=bool)
+def _new_york_ns(ts_ns: np.ndarray) -> np.ndarray:
+    """New York wall-clock times (ns since 1970 as if UTC) of UTC bar starts (ns)."""
     local = pd.DatetimeIndex(ts_ns.view("datetime64[ns]"), tz="UTC").tz_convert(MARKET_TZ)
-    days = local.tz_localize(None).normalize()
-    position = np.searchsorted(exchange_calendar().sessions.asi8, days.asi8)
+    return local.tz_localize(None).asi8
+
+
+def _after_hole(local_ns: np.ndarray, max_gap_sessions: int | None) -> np.ndarray:
+    """True at a bar (New York wall-clock ns, sorted per ticker) that follows more than
+    ``max_gap_sessions`` whole sessions without one."""
+    if max_gap_sessions is None or local_ns.size < 2:
+        return np.zeros(local_ns.size, dtype=bool)
+    days = local_ns - local_ns % _NS_PER_DAY
+    position = np.searchsorted(exchange_calendar().sessions.asi8, days)
     skipped = np.r_[0, np.diff(position) - 1]  # whole sessions between consecutive bars
     return skipped > max_gap_sessions
 
@@ -325,10 +332,10 @@ def _bar_window_features(
     return rv, vmean, vrel, lags
 
 
-def _time_features(ts_ns: np.ndarray, block: np.ndarray) -> dict[str, np.ndarray]:
-    """New York clock fields of UTC bar starts (ns); cyclical encodings go into ``block``."""
-    local = pd.DatetimeIndex(ts_ns.view("datetime64[ns]"), tz="UTC").tz_convert(MARKET_TZ)
-    local_min = local.tz_localize(None).asi8 // _NS_PER_MINUTE
+def _time_features(local_ns: np.ndarray, block: np.ndarray) -> dict[str, np.ndarray]:
+    """Clock fields of New York wall-clock bar starts (ns); cyclical encodings go into
+    ``block``."""
+    local_min = local_ns // _NS_PER_MINUTE
     minute_of_day = local_min % 1440
     minute_of_hour = minute_of_day % 60
     minute_of_session = minute_of_day - SESSION_OPEN_MINUTE

@@ -644,6 +644,6 @@ def latest_windows(
             f"tickers {short} lack {window} warm bars at the end: pass at least "
             f"warmup + window bars of history per ticker"
         )
-    newest = features["ts"].iloc[order[last]]
-    index = pd.DataFrame(list(zip(tickers, newest, strict=True)), columns=["ticker", "ts"])
+    newest = features["ts"].array.take(order[last])
+    index = pd.DataFrame({"ticker": tickers, "ts": newest})
     return index, values.astype(np.float32)

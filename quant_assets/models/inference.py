@@ -161,8 +161,8 @@ class Predictor:
         """
         if bars.empty:
             raise ValueError("no bars to predict from")
-        counts = bars.groupby(bars["ticker"].astype(str)).size()
-        short = sorted(counts[counts < self.min_bars].index)
+        counts = bars["ticker"].value_counts(sort=False)
+        short = sorted(str(t) for t in counts[(counts > 0) & (counts < self.min_bars)].index)
         if short:
             raise ValueError(
                 f"tickers {short} have fewer than {self.min_bars} bars (feature warm-up "
@@ -176,8 +176,12 @@ class Predictor:
 def prediction_frame(index: pd.DataFrame, proba: np.ndarray) -> pd.DataFrame:
     """``PREDICTION_COLUMNS`` of the windows named by ``index`` (ticker, ts) and their
     probabilities in ``CLASS_ORDER``; label is the argmax as −1/0/+1."""
-    out = index.reset_index(drop=True).assign(
-        p_down=proba[:, 0], p_flat=proba[:, 1], p_up=proba[:, 2]
-    )
-    out["label"] = np.asarray(CLASS_ORDER)[proba.argmax(axis=1)]
-    return out[list(PREDICTION_COLUMNS)]
+    columns = {
+        "ticker": index["ticker"].array,
+        "ts": index["ts"].array,
+        "p_down": proba[:, 0],
+        "p_flat": proba[:, 1],
+        "p_up": proba[:, 2],
+        "label": np.asarray(CLASS_ORDER)[proba.argmax(axis=1)],
+    }
+    return pd.DataFrame({name: columns[name] for name in PREDICTION_COLUMNS})

@@ -11,8 +11,10 @@ ticker's whole history) and the session's raw bars. PostgreSQL sends it as a bin
 TO STDOUT`` of fixed-width columns, which numpy takes at once (``storage.pg_binary``: 3× faster
 than the CSV COPY it replaced); other backends (SQLite) fill columns from the raw DBAPI
 cursor's tuples block by block (``storage.bulk.fetch_columns``), without SQLAlchemy's row
-processing. Tickers travel as their positions in the statement's list.
-``read_history_bars`` and ``read_session_bars`` are the two halves, for ``live_scorer``.
+processing. Tickers travel as their positions in the sorted list of names.
+``read_history_columns`` and ``read_session_columns`` are the two halves as arrays, for
+``live_scorer``, which keeps both between minutes (the session's bars read from a given time
+per ticker); ``bars_frame`` turns them into the frame ``read_live_bars`` returns.
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ import pandas as pd
 from sqlalchemy import DateTime, Engine, Float, Integer
 
 from quant_assets.market import calendar
-from quant_assets.market.frames import BAR_COLUMNS, PRICE_COLUMNS, empty_bars
-from quant_assets.storage.bars import ticker_position_sql
+from quant_assets.market.frames import BAR_COLUMNS, PRICE_COLUMNS
 from quant_assets.storage.bulk import fetch_columns
 from quant_assets.storage.pg_binary import copy_binary
 from quant_assets.storage.schema import adjusted_bars, price_data
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores a DateTime in SQLite (sorts as text)
+
+
+Columns = dict[str, np.ndarray]
+"""Bars as arrays by ``BAR_COLUMNS`` name: ticker as its position in the sorted names read,
+ts ``datetime64[ns]`` (naive UTC), prices and volume float64."""
 
 
 def read_live_bars(
@@ -44,86 +50,117 @@ def read_live_bars(
     """Bars for scoring [start, end): each ticker's last ``history_bars`` adjusted bars before
     the session of ``start``, then its raw bars of that session before ``end``; sorted by
     ticker and ts, volume float64 (adjusted volumes are fractional after a split)."""
-    return _read(engine, tickers, start, end, history_bars, history=True, session=True)
+    names = ticker_names(tickers)
+    columns = _read(engine, names, start, end, history_bars, history=True, session=True)
+    return bars_frame(columns, names)
 
 
-def read_history_bars(
-    engine: Engine, tickers: Sequence[str], start: pd.Timestamp, history_bars: int
-) -> pd.DataFrame:
-    """The history part of ``read_live_bars`` alone: each ticker's last ``history_bars``
-    adjusted bars before the session of ``start``."""
-    return _read(engine, tickers, start, start, history_bars, history=True, session=False)
+def ticker_names(tickers: Sequence[str]) -> tuple[str, ...]:
+    """The tickers as the reads number them: distinct and sorted (so positions sort as the
+    names do)."""
+    return tuple(sorted(set(tickers)))
 
 
-def read_session_bars(
-    engine: Engine, tickers: Sequence[str], start: pd.Timestamp, end: pd.Timestamp
-) -> pd.DataFrame:
-    """The session part of ``read_live_bars`` alone: the raw bars of the session of ``start``
-    before ``end``."""
-    return _read(engine, tickers, start, end, 1, history=False, session=True)
+def read_history_columns(
+    engine: Engine, names: tuple[str, ...], start: pd.Timestamp, history_bars: int
+) -> Columns:
+    """The history part of ``read_live_bars`` alone, as columns: each ticker's last
+    ``history_bars`` adjusted bars before the session of ``start``."""
+    return _read(engine, names, start, start, history_bars, history=True, session=False)
+
+
+def read_session_columns(
+    engine: Engine,
+    names: tuple[str, ...],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    since: Sequence[pd.Timestamp] | None = None,
+) -> Columns:
+    """The session part of ``read_live_bars`` alone, as columns: the raw bars of the session of
+    ``start`` before ``end`` — for each ticker only those at or after its ``since`` when given
+    (one per name; a reader that kept the earlier ones)."""
+    if since is not None and len(since) != len(names):
+        raise ValueError(f"one since per ticker: {len(since)} for {len(names)} tickers")
+    return _read(engine, names, start, end, 1, history=False, session=True, since=since)
+
+
+def bars_frame(columns: Columns, names: tuple[str, ...]) -> pd.DataFrame:
+    """The bar layout of ``columns``, sorted by ticker and ts: ticker string (from its
+    position in ``names``), ts datetime64[ns, UTC], prices and volume float64."""
+    order = np.lexsort((columns["ts"], columns["ticker"]))
+    return pd.DataFrame(
+        {
+            "ticker": pd.array(names, dtype="string").take(columns["ticker"][order]),
+            "ts": pd.DatetimeIndex(columns["ts"][order]).tz_localize("UTC"),
+            **{c: np.asarray(columns[c][order], "f8") for c in (*PRICE_COLUMNS, "volume")},
+        }
+    )
 
 
 def _read(
     engine: Engine,
-    tickers: Sequence[str],
+    names: tuple[str, ...],
     start: pd.Timestamp,
     end: pd.Timestamp,
     history_bars: int,
     *,
     history: bool,
     session: bool,
-) -> pd.DataFrame:
+    since: Sequence[pd.Timestamp] | None = None,
+) -> Columns:
     if history_bars < 1:
         raise ValueError(f"history_bars must be >= 1, got {history_bars}")
-    names = tuple(dict.fromkeys(tickers))
     if not names:
-        return empty_bars().astype({"volume": "float64"})
+        return _empty_columns()
     day = calendar.session_of(start)
     day_start, _ = calendar.span_of_days(day, day)
     postgres = engine.dialect.name == "postgresql"
-    sql = live_bars_sql(len(names), postgres, history=history, session=session)
-    first, last = (pd.Timestamp(t).tz_convert("UTC") for t in (day_start, end))
-    if not postgres:
-        first, last = first.strftime(_SQLITE_TS), last.strftime(_SQLITE_TS)
-    params = {"first": first, "end": last, "n": int(history_bars)}
+    times = {"first": day_start, "end": end}
+    if session:
+        firsts = since if since is not None else [day_start] * len(names)
+        times.update({f"s{k}": max(pd.Timestamp(f), day_start) for k, f in enumerate(firsts)})
+    params: dict[str, object] = {"n": int(history_bars)}
+    for key, ts in times.items():
+        utc = pd.Timestamp(ts).tz_convert("UTC")
+        params[key] = utc if postgres else utc.strftime(_SQLITE_TS)
     params.update({f"t{k}": name for k, name in enumerate(names)})
-    columns = (
-        copy_binary(engine, sql, params, _BINARY_TYPES)
-        if postgres
-        else _cursor_columns(engine, sql, params)
-    )
-    return _frame(columns, names).sort_values(["ticker", "ts"], ignore_index=True)
+    sql = live_bars_sql(len(names), postgres, history=history, session=session)
+    if not postgres:
+        return _cursor_columns(engine, sql, params)
+    columns = copy_binary(engine, sql, params, _BINARY_TYPES)
+    columns["ticker"] = columns["ticker"].astype(np.intp)
+    return columns
 
 
 @lru_cache(maxsize=64)
 def live_bars_sql(n_tickers: int, postgres: bool, *, history: bool, session: bool) -> str:
-    """The one statement for ``n_tickers`` tickers (bound :t0…, :first, :end, :n): with
-    ``history`` per ticker its newest adjusted bars (``ORDER BY ts DESC LIMIT n`` inside, so
-    the key's backward scan stops after n rows), with ``session`` the session's raw bars.
-    Each ticker comes as its position (an integer: binary COPY reads only fixed-width columns,
-    and SQLite makes no string per row); SQLite sends ts as stored (text)."""
+    """The one statement for ``n_tickers`` tickers (bound :t0…, :first, :end, :n, :s0…): with
+    ``history`` per ticker its newest adjusted bars before :first (``ORDER BY ts DESC LIMIT
+    n`` inside, so the key's backward scan stops after n rows), with ``session`` per ticker its
+    raw bars from its :s<k> to :end (a range scan of the key each). Each ticker comes as its
+    position (an integer: binary COPY reads only fixed-width columns, and SQLite makes no
+    string per row); SQLite sends ts as stored (text)."""
 
     def ph(name: str) -> str:
         return f"%({name})s" if postgres else f":{name}"
 
-    def cols(ticker: str) -> str:
-        return f"{ticker}, ts, open, high, low, close, CAST(volume AS DOUBLE PRECISION)"
+    def cols(k: int) -> str:
+        return f"CAST({k} AS INTEGER), ts, open, high, low, close, CAST(volume AS DOUBLE PRECISION)"
 
     raw = ", ".join(BAR_COLUMNS)
     parts = [
-        f"SELECT {cols(f'CAST({k} AS INTEGER)')} FROM "
+        f"SELECT {cols(k)} FROM "
         f"(SELECT {raw} FROM {adjusted_bars.name} WHERE ticker = {ph(f't{k}')} "
         f"AND ts < {ph('first')} ORDER BY ts DESC LIMIT {ph('n')}) AS history_{k}"
         for k in range(n_tickers)
         if history
     ]
-    names = ", ".join(ph(f"t{k}") for k in range(n_tickers))
-    position = ticker_position_sql(n_tickers, ph)
-    if session:
-        parts.append(
-            f"SELECT {cols(position)} FROM {price_data.name} WHERE ticker IN ({names}) "
-            f"AND ts >= {ph('first')} AND ts < {ph('end')}"
-        )
+    parts += [
+        f"SELECT {cols(k)} FROM {price_data.name} WHERE ticker = {ph(f't{k}')} "
+        f"AND ts >= {ph(f's{k}')} AND ts < {ph('end')}"
+        for k in range(n_tickers)
+        if session
+    ]
     if not parts:
         raise ValueError("nothing to read: neither history nor session")
     return " UNION ALL ".join(parts)
@@ -139,7 +176,7 @@ _BINARY_TYPES = (
 _CURSOR_TYPES = (Integer(), DateTime(), *(Float() for _ in (*PRICE_COLUMNS, "volume")))
 
 
-def _cursor_columns(engine: Engine, sql: str, params: dict) -> dict[str, np.ndarray]:
+def _cursor_columns(engine: Engine, sql: str, params: dict) -> Columns:
     """Other backends (SQLite): the DBAPI cursor's rows fetched into columns
     (``bulk.fetch_columns``), no Row objects."""
     with engine.connect() as conn:
@@ -151,13 +188,9 @@ def _cursor_columns(engine: Engine, sql: str, params: dict) -> dict[str, np.ndar
     return dict(zip(BAR_COLUMNS, values, strict=True))
 
 
-def _frame(columns: dict[str, np.ndarray], names: tuple[str, ...]) -> pd.DataFrame:
-    """The bar layout: ticker string (from its position in ``names``), ts datetime64[ns, UTC],
-    prices and volume float64."""
-    return pd.DataFrame(
-        {
-            "ticker": pd.array(names, dtype="string").take(columns["ticker"]),
-            "ts": pd.DatetimeIndex(columns["ts"]).tz_localize("UTC"),
-            **{c: np.asarray(columns[c], dtype="f8") for c in (*PRICE_COLUMNS, "volume")},
-        }
-    )
+def _empty_columns() -> Columns:
+    return {
+        "ticker": np.zeros(0, np.intp),
+        "ts": np.zeros(0, "datetime64[ns]"),
+        **{c: np.zeros(0, np.float64) for c in (*PRICE_COLUMNS, "volume")},
+    }

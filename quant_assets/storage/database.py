@@ -49,10 +49,11 @@ from tenacity import (
 )
 
 from quant_assets.settings import Settings, get_settings
+from quant_assets.storage.bar_writes import stamp_bar_writes
 from quant_assets.storage.bulk import sqlite_executemany
 from quant_assets.storage.pg_binary import binary_copy_buffer
 from quant_assets.storage.quarantine import row_key
-from quant_assets.storage.schema import TABLES, metadata
+from quant_assets.storage.schema import TABLES, metadata, price_data
 
 log = logging.getLogger(__name__)
 
@@ -325,8 +326,11 @@ def upsert_frame(
             raise ValueError(f"frame for {table_name} has duplicate primary keys")
         df = df.sort_values(keys, kind="stable")
     if conn.dialect.name == "postgresql":
-        return _upsert_postgres_copy(conn, table, df[columns], update)
-    return _upsert_sqlite(conn, table, df[columns], update)
+        written = _upsert_postgres_copy(conn, table, df[columns], update)
+    else:
+        written = _upsert_sqlite(conn, table, df[columns], update)
+    _stamp(conn, table, df)
+    return written
 
 
 def _strictly_increasing(df: pd.DataFrame, keys: Sequence[str]) -> bool:
@@ -371,10 +375,20 @@ def insert_frame(conn: Connection, table_name: str, df: pd.DataFrame) -> int:
                 f"COPY {quote(table.name)} ({col_list}) FROM STDIN WITH (FORMAT binary)",
                 binary_copy_buffer(df[columns], table),
             )
-            return len(df)
+            written = len(df)
         finally:
             cursor.close()
-    return sqlite_executemany(conn, _plain_insert(table.name), df[columns])
+    else:
+        written = sqlite_executemany(conn, _plain_insert(table.name), df[columns])
+    _stamp(conn, table, df)
+    return written
+
+
+def _stamp(conn: Connection, table: Table, df: pd.DataFrame) -> None:
+    """Raw bars carry their write stamps (``bar_writes``) in the write's own transaction, so
+    no writer of ``price_data`` can leave a reader's kept bars silently stale."""
+    if table is price_data:
+        stamp_bar_writes(conn, df)
 
 
 @functools.cache

@@ -43,6 +43,20 @@ price_data = Table(
     comment="Raw (unadjusted, as traded) regular-session 1-minute bars; never adjusted in place.",
 )
 
+price_data_writes = Table(
+    "price_data_writes",
+    metadata,
+    Column("ticker", String(32), primary_key=True),
+    Column("write_id", String(32), nullable=False, comment="the latest write of the ticker"),
+    Column("previous_write_id", String(32), nullable=True, comment="the write before it"),
+    Column("first_ts", TS, nullable=False, comment="the earliest bar the latest write stored"),
+    Column("written_at", TS, nullable=False),
+    comment=(
+        "One row per ticker, replaced in the transaction of every price_data write "
+        "(storage.bar_writes): a reader that kept a ticker's bars knows what changed since."
+    ),
+)
+
 corporate_actions = Table(
     "corporate_actions",
     metadata,

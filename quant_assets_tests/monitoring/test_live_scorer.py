@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from quant_assets.corporate_actions.adjusted_store import rebuild_adjusted_bars
@@ -16,10 +18,12 @@ from quant_assets.corporate_actions.ledger import record_corporate_actions
 from quant_assets.deployment.registry import ModelRef, ModelRegistry
 from quant_assets.market import calendar
 from quant_assets.models.inference import prediction_frame
+from quant_assets.monitoring import live_scorer
 from quant_assets.monitoring.drift_monitor import read_predictions
 from quant_assets.monitoring.live_read import read_live_bars
 from quant_assets.monitoring.live_scorer import ChampionScoring, LiveScorer
 from quant_assets.settings import Settings
+from quant_assets.storage.bars import read_bars, write_bars
 from quant_assets_tests.monitoring.conftest import DAYS, TICKERS
 
 MINUTE = pd.Timedelta(minutes=1)
@@ -75,6 +79,94 @@ def test_a_new_session_or_a_rebuild_reads_the_history_again(market_db: Engine) -
     np.testing.assert_allclose(
         after.loc[first, "close"].to_numpy() * 2, before.loc[first, "close"].to_numpy()
     )
+
+
+def session_minute(day: pd.Timestamp, minute: int) -> pd.Timestamp:
+    return calendar.session_bounds(day)[0] + minute * MINUTE
+
+
+def revise(engine: Engine, ticker: str, first: pd.Timestamp, minutes: int) -> None:
+    """Write the stored bars of [first, first + minutes) again with prices 0.1% higher."""
+    stored = read_bars(engine, [ticker], first, first + minutes * MINUTE)
+    prices = ["open", "high", "low", "close"]
+    stored[prices] = stored[prices] * 1.001
+    write_bars(stored, engine)
+
+
+def add_bar(engine: Engine, ticker: str, ts: pd.Timestamp) -> None:
+    """Store a bar at ``ts`` (a new row where the ticker had none, else a changed one)."""
+    price = 10.0 + ts.minute / 100
+    bar = {"open": price, "high": price, "low": price, "close": price, "volume": 7}
+    write_bars(pd.DataFrame([{"ticker": ticker, "ts": ts, **bar}]), engine)
+
+
+def test_a_minute_reads_only_the_bars_written_since(market_db: Engine) -> None:
+    scorer = LiveScorer(market_db, RecordingPredictor(), TICKERS)
+    end = at(DAYS[-1], "11:00")
+    assert len(scorer.bars(end)) == len(fresh(market_db, end, 300))
+    read = scorer.session_rows_read
+    minute = read_bars(market_db, list(TICKERS), end, end + MINUTE)  # the poller's write
+    write_bars(minute, market_db)
+    pd.testing.assert_frame_equal(scorer.bars(end + MINUTE), fresh(market_db, end + MINUTE, 300))
+    assert scorer.session_rows_read - read == len(minute) > 0
+    read = scorer.session_rows_read
+    pd.testing.assert_frame_equal(scorer.bars(end + MINUTE), fresh(market_db, end + MINUTE, 300))
+    assert scorer.session_rows_read == read  # nothing written, the same minute: nothing read
+
+
+def test_a_write_between_the_stamps_and_the_read_is_caught_next_minute(
+    market_db: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scorer = LiveScorer(market_db, RecordingPredictor(), TICKERS)
+    end = at(DAYS[-1], "11:00")
+    scorer.bars(end)
+    read_session = live_scorer.read_session_columns
+
+    def racing(*args: object, **kwargs: object) -> object:
+        revise(market_db, "AAA", at(DAYS[-1], "10:00"), 5)  # commits after the stamps were read
+        return read_session(*args, **kwargs)
+
+    monkeypatch.setattr(live_scorer, "read_session_columns", racing)
+    scorer.bars(end + MINUTE)
+    monkeypatch.setattr(live_scorer, "read_session_columns", read_session)
+    revise(market_db, "AAA", at(DAYS[-1], "10:30"), 5)  # and one more write after it
+    pd.testing.assert_frame_equal(scorer.bars(end + MINUTE), fresh(market_db, end + MINUTE, 300))
+
+
+WRITES = st.one_of(
+    st.tuples(
+        st.just("revise"),
+        st.sampled_from(TICKERS),
+        st.sampled_from([-2, -1]),  # the session scored, or the one before it
+        st.integers(0, 389),
+        st.integers(1, 30),
+    ),
+    st.tuples(st.just("add"), st.sampled_from(TICKERS), st.just(-1), st.integers(0, 389)),
+    st.tuples(st.just("score"), st.integers(1, 390)),
+)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=st.lists(WRITES, min_size=1, max_size=10))
+def test_kept_session_bars_are_what_a_fresh_read_returns_after_any_writes(
+    market_db: Engine, steps: list[tuple]
+) -> None:
+    scorer = LiveScorer(market_db, RecordingPredictor(), TICKERS)
+    end = session_minute(DAYS[-1], 90)
+    scorer.bars(end)
+    for step in steps:
+        if step[0] == "score":
+            end = session_minute(DAYS[-1], step[1])
+            pd.testing.assert_frame_equal(scorer.bars(end), fresh(market_db, end, 300))
+        elif step[0] == "revise":
+            _, ticker, day, minute, length = step
+            revise(market_db, ticker, session_minute(DAYS[day], minute), length)
+        else:
+            _, ticker, day, minute = step
+            add_bar(market_db, ticker, session_minute(DAYS[day], minute))
+    pd.testing.assert_frame_equal(scorer.bars(end), fresh(market_db, end, 300))
 
 
 def test_tickers_short_of_history_are_left_out(market_db: Engine) -> None:
