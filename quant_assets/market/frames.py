@@ -28,6 +28,19 @@ def empty_bars() -> pd.DataFrame:
     )
 
 
+def newest_positions(codes: np.ndarray, ts_ns: np.ndarray, n: int) -> np.ndarray:
+    """Positions of each ticker's newest ``n`` rows (all of a ticker with fewer), in (ticker,
+    ts) order; ``codes`` is the ticker as an integer per row, ``ts_ns`` its time."""
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.intp)
+    order = np.lexsort((ts_ns, codes))
+    by_ticker = codes[order]
+    first = np.r_[True, by_ticker[1:] != by_ticker[:-1]]
+    ends = np.r_[np.flatnonzero(first)[1:], len(order)]  # one past each ticker's last row
+    from_end = ends[np.cumsum(first) - 1] - np.arange(len(order))  # 1 at the newest row
+    return order[from_end <= n]
+
+
 def as_bar_dtypes(bars: pd.DataFrame) -> pd.DataFrame:
     """Return ``bars`` restricted to BAR_COLUMNS, in order, with the canonical dtypes.
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from quant_assets.features.indicators import create_features
 from quant_assets.labels import CLASS_ORDER
+from quant_assets.market.frames import newest_positions
 from quant_assets.models.bundle import Bundle, load_bundle
 from quant_assets.models.dataset import latest_windows
 
@@ -156,18 +157,26 @@ class Predictor:
 
         ``bars``: ticker, ts, open, high, low, close, volume of one or many tickers, with at
         least ``min_bars`` bars per ticker (ValueError naming the short tickers otherwise).
-        Returns ``PREDICTION_COLUMNS``: ticker, ts (newest bar), p_down, p_flat, p_up and
-        label (argmax as −1/0/+1).
+        Features come from each ticker's newest ``min_bars`` bars (warm-up + window; more
+        history moves them by less than ~1e-10, ``features.indicators`` says why), so the
+        result does not depend on how much more is passed, and a minute at the close costs
+        what one at the open does. Returns ``PREDICTION_COLUMNS``: ticker, ts (newest bar),
+        p_down, p_flat, p_up and label (argmax as −1/0/+1).
         """
         if bars.empty:
             raise ValueError("no bars to predict from")
         counts = bars["ticker"].value_counts(sort=False)
-        short = sorted(str(t) for t in counts[(counts > 0) & (counts < self.min_bars)].index)
+        n = counts.to_numpy()
+        short = sorted(str(t) for t in counts.index[(n > 0) & (n < self.min_bars)])
         if short:
             raise ValueError(
                 f"tickers {short} have fewer than {self.min_bars} bars (feature warm-up "
                 f"{self.bundle.feature_spec.warmup_bars} + window {self.window})"
             )
+        if n.max() > self.min_bars:
+            codes, _ = pd.factorize(bars["ticker"])
+            ts_ns = pd.DatetimeIndex(bars["ts"]).asi8
+            bars = bars.iloc[newest_positions(codes, ts_ns, self.min_bars)]
         features = create_features(bars, self.bundle.feature_spec, indicators=LIVE_INDICATORS)
         index, windows = latest_windows(features, self.columns, self.window)
         return prediction_frame(index, self.predict_windows(windows))

@@ -24,10 +24,11 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, Engine, Float, Integer
+from sqlalchemy import Connection, DateTime, Engine, Float, Integer
 
 from quant_assets.market import calendar
 from quant_assets.market.frames import BAR_COLUMNS, PRICE_COLUMNS
+from quant_assets.storage.bars import ticker_position_sql
 from quant_assets.storage.bulk import fetch_columns
 from quant_assets.storage.pg_binary import copy_binary
 from quant_assets.storage.schema import adjusted_bars, price_data
@@ -51,7 +52,8 @@ def read_live_bars(
     the session of ``start``, then its raw bars of that session before ``end``; sorted by
     ticker and ts, volume float64 (adjusted volumes are fractional after a split)."""
     names = ticker_names(tickers)
-    columns = _read(engine, names, start, end, history_bars, history=True, session=True)
+    with engine.connect() as conn:
+        columns = _read(conn, names, start, end, history_bars, session=True)
     return bars_frame(columns, names)
 
 
@@ -62,15 +64,15 @@ def ticker_names(tickers: Sequence[str]) -> tuple[str, ...]:
 
 
 def read_history_columns(
-    engine: Engine, names: tuple[str, ...], start: pd.Timestamp, history_bars: int
+    conn: Connection, names: tuple[str, ...], start: pd.Timestamp, history_bars: int
 ) -> Columns:
     """The history part of ``read_live_bars`` alone, as columns: each ticker's last
     ``history_bars`` adjusted bars before the session of ``start``."""
-    return _read(engine, names, start, start, history_bars, history=True, session=False)
+    return _read(conn, names, start, start, history_bars, session=False)
 
 
 def read_session_columns(
-    engine: Engine,
+    conn: Connection,
     names: tuple[str, ...],
     start: pd.Timestamp,
     end: pd.Timestamp,
@@ -79,9 +81,15 @@ def read_session_columns(
     """The session part of ``read_live_bars`` alone, as columns: the raw bars of the session of
     ``start`` before ``end`` — for each ticker only those at or after its ``since`` when given
     (one per name; a reader that kept the earlier ones)."""
-    if since is not None and len(since) != len(names):
+    if since is None:
+        return _read(conn, names, start, end, None, session=True)
+    if len(since) != len(names):
         raise ValueError(f"one since per ticker: {len(since)} for {len(names)} tickers")
-    return _read(engine, names, start, end, 1, history=False, session=True, since=since)
+    # One range from the earliest since (usually all the same minute), cut per ticker here.
+    columns = _read(conn, names, start, end, None, session=True, since=min(since, default=end))
+    cut = np.array([pd.Timestamp(t).tz_convert("UTC").value for t in since], "datetime64[ns]")
+    keep = columns["ts"] >= cut[columns["ticker"]]
+    return {name: values[keep] for name, values in columns.items()}
 
 
 def bars_frame(columns: Columns, names: tuple[str, ...]) -> pd.DataFrame:
@@ -98,69 +106,69 @@ def bars_frame(columns: Columns, names: tuple[str, ...]) -> pd.DataFrame:
 
 
 def _read(
-    engine: Engine,
+    conn: Connection,
     names: tuple[str, ...],
     start: pd.Timestamp,
     end: pd.Timestamp,
-    history_bars: int,
+    history_bars: int | None,
     *,
-    history: bool,
     session: bool,
-    since: Sequence[pd.Timestamp] | None = None,
+    since: pd.Timestamp | None = None,
 ) -> Columns:
-    if history_bars < 1:
+    """``history_bars`` None: no history part; the session part from ``since`` when given
+    (else from the session's start)."""
+    if history_bars is not None and history_bars < 1:
         raise ValueError(f"history_bars must be >= 1, got {history_bars}")
     if not names:
         return _empty_columns()
     day = calendar.session_of(start)
     day_start, _ = calendar.span_of_days(day, day)
-    postgres = engine.dialect.name == "postgresql"
+    postgres = conn.dialect.name == "postgresql"
     times = {"first": day_start, "end": end}
     if session:
-        firsts = since if since is not None else [day_start] * len(names)
-        times.update({f"s{k}": max(pd.Timestamp(f), day_start) for k, f in enumerate(firsts)})
-    params: dict[str, object] = {"n": int(history_bars)}
+        times["since"] = day_start if since is None else max(since, day_start)
+    params: dict[str, object] = {"n": history_bars or 1}
     for key, ts in times.items():
         utc = pd.Timestamp(ts).tz_convert("UTC")
         params[key] = utc if postgres else utc.strftime(_SQLITE_TS)
     params.update({f"t{k}": name for k, name in enumerate(names)})
-    sql = live_bars_sql(len(names), postgres, history=history, session=session)
+    sql = live_bars_sql(len(names), postgres, history=history_bars is not None, session=session)
     if not postgres:
-        return _cursor_columns(engine, sql, params)
-    columns = copy_binary(engine, sql, params, _BINARY_TYPES)
+        return _cursor_columns(conn, sql, params)
+    columns = copy_binary(conn, sql, params, _BINARY_TYPES)
     columns["ticker"] = columns["ticker"].astype(np.intp)
     return columns
 
 
 @lru_cache(maxsize=64)
 def live_bars_sql(n_tickers: int, postgres: bool, *, history: bool, session: bool) -> str:
-    """The one statement for ``n_tickers`` tickers (bound :t0…, :first, :end, :n, :s0…): with
-    ``history`` per ticker its newest adjusted bars before :first (``ORDER BY ts DESC LIMIT
-    n`` inside, so the key's backward scan stops after n rows), with ``session`` per ticker its
-    raw bars from its :s<k> to :end (a range scan of the key each). Each ticker comes as its
-    position (an integer: binary COPY reads only fixed-width columns, and SQLite makes no
-    string per row); SQLite sends ts as stored (text)."""
+    """The one statement for ``n_tickers`` tickers (bound :t0…, :first, :since, :end, :n):
+    with ``history`` per ticker its newest adjusted bars before :first (``ORDER BY ts DESC
+    LIMIT n`` inside, so the key's backward scan stops after n rows), with ``session`` the raw
+    bars from :since to :end. Each ticker comes as its position (an integer: binary COPY reads
+    only fixed-width columns, and SQLite makes no string per row); SQLite sends ts as stored
+    (text)."""
 
     def ph(name: str) -> str:
         return f"%({name})s" if postgres else f":{name}"
 
-    def cols(k: int) -> str:
-        return f"CAST({k} AS INTEGER), ts, open, high, low, close, CAST(volume AS DOUBLE PRECISION)"
+    def cols(ticker: str) -> str:
+        return f"{ticker}, ts, open, high, low, close, CAST(volume AS DOUBLE PRECISION)"
 
     raw = ", ".join(BAR_COLUMNS)
     parts = [
-        f"SELECT {cols(k)} FROM "
+        f"SELECT {cols(f'CAST({k} AS INTEGER)')} FROM "
         f"(SELECT {raw} FROM {adjusted_bars.name} WHERE ticker = {ph(f't{k}')} "
         f"AND ts < {ph('first')} ORDER BY ts DESC LIMIT {ph('n')}) AS history_{k}"
         for k in range(n_tickers)
         if history
     ]
-    parts += [
-        f"SELECT {cols(k)} FROM {price_data.name} WHERE ticker = {ph(f't{k}')} "
-        f"AND ts >= {ph(f's{k}')} AND ts < {ph('end')}"
-        for k in range(n_tickers)
-        if session
-    ]
+    names = ", ".join(ph(f"t{k}") for k in range(n_tickers))
+    if session:
+        parts.append(
+            f"SELECT {cols(ticker_position_sql(n_tickers, ph))} FROM {price_data.name} "
+            f"WHERE ticker IN ({names}) AND ts >= {ph('since')} AND ts < {ph('end')}"
+        )
     if not parts:
         raise ValueError("nothing to read: neither history nor session")
     return " UNION ALL ".join(parts)
@@ -176,15 +184,14 @@ _BINARY_TYPES = (
 _CURSOR_TYPES = (Integer(), DateTime(), *(Float() for _ in (*PRICE_COLUMNS, "volume")))
 
 
-def _cursor_columns(engine: Engine, sql: str, params: dict) -> Columns:
+def _cursor_columns(conn: Connection, sql: str, params: dict) -> Columns:
     """Other backends (SQLite): the DBAPI cursor's rows fetched into columns
     (``bulk.fetch_columns``), no Row objects."""
-    with engine.connect() as conn:
-        result = conn.exec_driver_sql(sql, params)
-        try:
-            values = fetch_columns(result.cursor, _CURSOR_TYPES)
-        finally:
-            result.close()
+    result = conn.exec_driver_sql(sql, params)
+    try:
+        values = fetch_columns(result.cursor, _CURSOR_TYPES)
+    finally:
+        result.close()
     return dict(zip(BAR_COLUMNS, values, strict=True))
 
 

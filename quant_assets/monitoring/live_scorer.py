@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine
 
 from quant_assets.deployment.registry import ModelRegistry
 from quant_assets.market import calendar
+from quant_assets.market.frames import newest_positions
 from quant_assets.models.inference import PREDICTION_COLUMNS, Predictor
 from quant_assets.monitoring.drift_monitor import write_predictions
 from quant_assets.monitoring.live_read import (
@@ -91,8 +92,9 @@ class LiveScorer:
         return bars_frame(self._columns(end), self.names)
 
     def score(self, end: pd.Timestamp) -> pd.DataFrame:
-        """The predictor's ``predict_latest`` on ``bars(end)``: one row per ticker, leaving out
-        (and logging, once a session) the tickers with fewer than ``min_bars`` bars."""
+        """The predictor's ``predict_latest`` on each ticker's newest ``min_bars`` bars of
+        ``bars(end)`` (all it uses): one row per ticker, leaving out (and logging, once a
+        session) the tickers with fewer than ``min_bars`` bars."""
         columns = self._columns(end)
         counts = np.bincount(columns["ticker"], minlength=len(self.names))
         enough = counts >= self.predictor.min_bars
@@ -104,9 +106,11 @@ class LiveScorer:
             )
         if not enough.any():
             return pd.DataFrame(columns=list(PREDICTION_COLUMNS))
-        if short:
-            keep = enough[columns["ticker"]]
-            columns = {name: values[keep] for name, values in columns.items()}
+        # The newest min_bars of each ticker are all predict_latest uses: the rest is not built.
+        ts_ns = columns["ts"].view("i8")
+        keep = newest_positions(columns["ticker"], ts_ns, self.predictor.min_bars)
+        keep = keep[enough[columns["ticker"][keep]]]
+        columns = {name: values[keep] for name, values in columns.items()}
         return self.predictor.predict_latest(bars_frame(columns, self.names))
 
     def _columns(self, end: pd.Timestamp) -> Columns:
@@ -114,26 +118,28 @@ class LiveScorer:
         end = pd.Timestamp(end).tz_convert("UTC")
         start = end - MINUTE
         day = calendar.session_of(start)
+        # One connection for the stamps and the reads (on PostgreSQL each checkout is pinged).
         with self.engine.connect() as conn:
             key = (day, self._build_stamps(conn))
             stamps = read_write_stamps(conn, self.names)
-        if key != self._key:
-            self._history = read_history_columns(
-                self.engine, self.names, start, self.predictor.min_bars
-            )
-            self._key = key
-            self.history_reads += 1
-            log.info(
-                "live scorer: read %d history bars of %d tickers for session %s",
-                len(self._history["ticker"]),
-                len(self.names),
-                day.date(),
-            )
-        session = self._session_columns(day, start, end, stamps)
+            if key != self._key:
+                self._history = read_history_columns(
+                    conn, self.names, start, self.predictor.min_bars
+                )
+                self._key = key
+                self.history_reads += 1
+                log.info(
+                    "live scorer: read %d history bars of %d tickers for session %s",
+                    len(self._history["ticker"]),
+                    len(self.names),
+                    day.date(),
+                )
+            session = self._session_columns(conn, day, start, end, stamps)
         return {c: np.concatenate([self._history[c], session[c]]) for c in session}
 
     def _session_columns(
         self,
+        conn: Connection,
         day: pd.Timestamp,
         start: pd.Timestamp,
         end: pd.Timestamp,
@@ -147,7 +153,7 @@ class LiveScorer:
             min(self._read_from(kept, k, stamps.get(name), day_start), end)
             for k, name in enumerate(self.names)
         ]
-        fresh = read_session_columns(self.engine, self.names, start, end, since)
+        fresh = read_session_columns(conn, self.names, start, end, since)
         self.session_rows_read += len(fresh["ticker"])
         if kept is not None:
             cut = np.array([t.value for t in since], dtype="datetime64[ns]")
@@ -175,6 +181,8 @@ class LiveScorer:
         """What each ticker's adjusted bars were last built from and when (every adjusted
         write stamps ``built_at``; the ledger hash and raw span move with a rebuild too),
         compared only with this backend's own answer a minute before."""
+        if not self.names:
+            return ()
         sql = _build_stamps_sql(len(self.names), conn.dialect.paramstyle == "qmark")
         return tuple(sorted(tuple(row) for row in conn.exec_driver_sql(sql, self.names)))
 

@@ -113,7 +113,8 @@ def _copy_ticker_rows(
     )
     params = {"start": to_db_timestamp(start, engine), "end": to_db_timestamp(end, engine)}
     params.update({f"t{k}": name for k, name in enumerate(names)})
-    got = copy_binary(engine, sql, params, wire)
+    with engine.connect() as conn:
+        got = copy_binary(conn, sql, params, wire)
     got["ticker"] = _ticker_names(names, got["ticker"])
     frame = pd.DataFrame(got, copy=False)[list(columns)]
     for name in columns:

@@ -30,9 +30,9 @@ import pandas as pd
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Connection,
     Date,
     DateTime,
-    Engine,
     Float,
     Integer,
     SmallInteger,
@@ -56,22 +56,21 @@ class BinaryCopyError(ValueError):
 
 
 def copy_binary(
-    engine: Engine, sql: str, params: Mapping[str, Any], types: Sequence[tuple[str, str]]
+    conn: Connection, sql: str, params: Mapping[str, Any], types: Sequence[tuple[str, str]]
 ) -> dict[str, np.ndarray]:
-    """Run ``sql`` (pyformat ``params``) as a binary COPY and return its columns by name.
+    """Run ``sql`` (pyformat ``params``) as a binary COPY on ``conn`` and return its columns by
+    name (in the connection's transaction: a reader can ask other things on the same one).
 
     ``types``: (name, type) per column in select order, type one of ``WIRE``. int4/int8 come
     back as int64, float8 as float64, timestamptz as ``datetime64[ns]`` (UTC, naive).
     """
-    raw = engine.raw_connection()
+    cursor = conn.connection.driver_connection.cursor()
     try:
-        with raw.cursor() as cur:
-            statement = cur.mogrify(sql, dict(params)).decode()
-            buffer = io.BytesIO()
-            cur.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT binary)", buffer)
-        raw.commit()
+        statement = cursor.mogrify(sql, dict(params)).decode()
+        buffer = io.BytesIO()
+        cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH (FORMAT binary)", buffer)
     finally:
-        raw.close()
+        cursor.close()
     return parse_binary(buffer.getbuffer(), types)
 
 

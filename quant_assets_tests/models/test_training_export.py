@@ -161,6 +161,8 @@ def test_predict_latest_from_raw_bars(trained, signal_market) -> None:
     predictor = Predictor.load(trained["lstm"].bundle.path)
     tail = bars.groupby("ticker").tail(predictor.min_bars)
     out = predictor.predict_latest(tail.sample(frac=1.0, random_state=0))  # any row order
+    # Only each ticker's newest min_bars bars count: more history gives the same numbers.
+    pd.testing.assert_frame_equal(predictor.predict_latest(bars), out)
     assert list(out.columns) == list(PREDICTION_COLUMNS)
     assert list(out["ticker"]) == ["AAA", "BBB", "CCC"]
     assert (out["ts"] == bars.groupby("ticker")["ts"].max().to_numpy()).all()

@@ -106,20 +106,21 @@ def test_the_server_stream_reads_as_sent(pg_engine: Engine) -> None:
         "TIMESTAMPTZ '2026-03-02 14:30:00+00' + g * INTERVAL '1 minute' AS ts "
         "FROM generate_series(%(lo)s, %(hi)s) AS g"
     )
-    got = copy_binary(pg_engine, sql, {"lo": -2, "hi": 1000}, TYPES)
+    with pg_engine.connect() as conn:
+        got = copy_binary(conn, sql, {"lo": -2, "hi": 1000}, TYPES)
+        empty = copy_binary(conn, sql, {"lo": 1, "hi": 0}, TYPES)
     g = np.arange(-2, 1001)
     assert got["k"].tolist() == g.tolist() and got["n"].tolist() == (g * 10**10).tolist()
     np.testing.assert_array_equal(got["x"], g / 3.0)
     expected = np.datetime64("2026-03-02T14:30", "ns") + g.astype("timedelta64[m]")
     np.testing.assert_array_equal(got["ts"], expected)
-    empty = copy_binary(pg_engine, sql, {"lo": 1, "hi": 0}, TYPES)
     assert all(len(v) == 0 for v in empty.values())
 
 
 def test_a_null_from_the_server_is_refused(pg_engine: Engine) -> None:
     sql = "SELECT 1::int4, NULL::int8, 2.0::float8, now()"
-    with pytest.raises(BinaryCopyError, match="NULL"):
-        copy_binary(pg_engine, sql, {}, TYPES)
+    with pytest.raises(BinaryCopyError, match="NULL"), pg_engine.connect() as conn:
+        copy_binary(conn, sql, {}, TYPES)
 
 
 ALL_TYPES = Table(
