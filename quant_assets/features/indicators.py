@@ -123,6 +123,15 @@ def create_features(
     path) or "numba" (``features.kernels``: every series in one compiled pass, the same numbers
     to float precision; the live path, where pandas-ta's fixed cost per ticker dominates).
     """
+    # One column per array, none copied (each float column is a contiguous row of the block).
+    return pd.DataFrame(feature_arrays(bars, spec, indicators), index=bars.index, copy=False)
+
+
+def feature_arrays(
+    bars: pd.DataFrame, spec: FeatureSpec = FEATURE_SPEC, indicators: str = "pandas_ta"
+) -> dict[str, Any]:
+    """``create_features`` as its columns (name → array, in ``FEATURE_TABLE_COLUMNS`` order),
+    without the frame: live scoring takes a window of rows from a few of them each minute."""
     if indicators not in INDICATOR_ENGINES:
         raise ValueError(f"indicators must be one of {INDICATOR_ENGINES}, got {indicators!r}")
     missing = [c for c in _REQUIRED if c not in bars.columns]
@@ -176,13 +185,9 @@ def create_features(
         block[_ROW[f"close_ema_{length}_rel"]] -= 1.0
     int_time = _time_features(local_ns, block)
 
-    # One column per array, none copied (each float column is a contiguous row of the block):
-    # inserting columns one by one into a frame rebuilt its column index each time.
     columns = {"ticker": ticker.array, "ts": ts.array, **int_time, "warm": warm}
     columns.update((name, block[k]) for k, name in enumerate(_FLOAT_COLUMNS))
-    return pd.DataFrame(
-        {name: columns[name] for name in FEATURE_TABLE_COLUMNS}, index=bars.index, copy=False
-    )
+    return {name: columns[name] for name in FEATURE_TABLE_COLUMNS}
 
 
 def _new_york_ns(ts_ns: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -610,30 +610,30 @@ def _stride(rows: np.ndarray, codes: np.ndarray, stride: int) -> np.ndarray:
 
 
 def latest_windows(
-    features: pd.DataFrame, columns: Sequence[str], window: int
+    features: pd.DataFrame | Mapping[str, Any], columns: Sequence[str], window: int
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The newest window of each ticker from ``create_features`` rows (unscaled).
+    """The newest window of each ticker from ``create_features`` rows (unscaled), or from
+    its columns (``feature_arrays``, as live scoring passes them).
 
     Returns (ticker, ts of the newest bar) per ticker and the (n_tickers, window, F) array.
     Raises ValueError naming the tickers with fewer than ``window`` warm finite bars at the end.
     """
-    if features.empty:
+    if len(features["ticker"]) == 0:
         return pd.DataFrame(columns=["ticker", "ts"]), np.zeros(
             (0, window, len(columns)), np.float32
         )
     # One gather for all tickers (live scoring calls this every minute: no per-ticker pandas).
-    codes, names = pd.factorize(features["ticker"].astype("string"), sort=True)
-    order = np.lexsort((pd.DatetimeIndex(features["ts"]).asi8, codes))
+    codes, names = pd.factorize(pd.array(features["ticker"], dtype="string"), sort=True)
+    ts = pd.DatetimeIndex(features["ts"])
+    order = np.lexsort((ts.asi8, codes))
     by_ticker = codes[order]
     last = np.flatnonzero(np.r_[by_ticker[1:] != by_ticker[:-1], True])
     first = np.r_[0, last[:-1] + 1]
     rows = order[np.maximum(last[:, None] + np.arange(1 - window, 1), first[:, None])]
     flat = rows.ravel()  # only the rows of the windows, column by column (no frame take)
-    values = np.stack([features[c].to_numpy(dtype=np.float64)[flat] for c in columns], axis=-1)
+    values = np.stack([np.asarray(features[c], dtype=np.float64)[flat] for c in columns], axis=-1)
     values = values.reshape(*rows.shape, len(columns))
-    warm = (
-        features["warm"].to_numpy(dtype=bool) if "warm" in features else np.ones(len(order), bool)
-    )
+    warm = np.asarray(features["warm"], bool) if "warm" in features else np.ones(len(order), bool)
     ok = (
         (last - first + 1 >= window) & warm[rows].all(axis=1) & np.isfinite(values).all(axis=(1, 2))
     )
@@ -644,6 +644,5 @@ def latest_windows(
             f"tickers {short} lack {window} warm bars at the end: pass at least "
             f"warmup + window bars of history per ticker"
         )
-    newest = features["ts"].array.take(order[last])
-    index = pd.DataFrame({"ticker": tickers, "ts": newest})
+    index = pd.DataFrame({"ticker": tickers, "ts": ts[order[last]]})
     return index, values.astype(np.float32)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quant_assets.features.indicators import create_features
+from quant_assets.features.indicators import feature_arrays
 from quant_assets.labels import CLASS_ORDER
 from quant_assets.market.frames import newest_positions
 from quant_assets.models.bundle import Bundle, load_bundle
@@ -177,7 +177,7 @@ class Predictor:
             codes, _ = pd.factorize(bars["ticker"])
             ts_ns = pd.DatetimeIndex(bars["ts"]).asi8
             bars = bars.iloc[newest_positions(codes, ts_ns, self.min_bars)]
-        features = create_features(bars, self.bundle.feature_spec, indicators=LIVE_INDICATORS)
+        features = feature_arrays(bars, self.bundle.feature_spec, indicators=LIVE_INDICATORS)
         index, windows = latest_windows(features, self.columns, self.window)
         return prediction_frame(index, self.predict_windows(windows))
 
