@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -60,6 +61,7 @@ def test_ctrl_c_stops_dagster_dev_within_seconds(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         start_new_session=True,  # the script's own group, as a terminal's foreground job
     )
+    children: set[int] = set()
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not answers(port):
@@ -78,6 +80,8 @@ def test_ctrl_c_stops_dagster_dev_within_seconds(tmp_path: Path) -> None:
         assert not any(group_alive(pgid) for pgid in children), "processes left behind"
         assert not answers(port)
     finally:
-        if script.poll() is None:
-            os.killpg(script.pid, signal.SIGKILL)
+        # The script's child runs in its own group: a failed stop must not leave it behind.
+        for pgid in [script.pid, *children]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
         log.close()
