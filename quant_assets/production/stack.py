@@ -83,14 +83,29 @@ def port_open(port: int) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether any process of the process group is left."""
+    """Whether a process of the group still runs (Linux /proc).
+
+    A killed process stays in its group as a zombie until its parent reaps it; an orphan's
+    parent is init, which here reaps only every second or two. Zombies run nothing, so they
+    do not count.
+    """
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _parent, group = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(group) == pgid and state != "Z":
+            return True
+    return False
 
 
 def marked_processes(state_dir: Path) -> list[int]:
