@@ -7,7 +7,6 @@ process, single-threaded LiteRT (``num_threads=1``):
 
 * ``Predictor.predict_windows`` on one unscaled window (scaler + interpreter) — the figure
   with goal p50 ≤ 200 µs;
-* the same on a batch of 20 windows (one per ticker) — goal p50 ≤ 2 ms;
 * ``keras.Model.predict`` on one window (the baseline the goal is stated against) and the
   direct ``model(x, training=False)`` call (Keras without predict's per-call set-up);
 * the same on a batch of 20 windows (one per ticker) — goal p50 ≤ 1 ms, one invoke of the
