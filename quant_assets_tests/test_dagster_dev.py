@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from quant_assets.production.stack import group_alive
+from quant_assets.production.stack import group_alive, interruptible_children
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -60,14 +60,15 @@ def test_ctrl_c_stops_dagster_dev_within_seconds(tmp_path: Path) -> None:
     dagster = str(Path(sys.executable).with_name("dagster"))
     log = (tmp_path / "dagster-dev.log").open("wb")
     command = [dagster, "dev", "-m", "quant_assets.definitions", "-h", "127.0.0.1"]
-    script = subprocess.Popen(
-        [str(REPO / "scripts" / "dagster-dev"), *command, "-p", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # the script's own group, as a terminal's foreground job
-    )
+    with interruptible_children():  # as from a terminal, even when pytest runs in the background
+        script = subprocess.Popen(
+            [str(REPO / "scripts" / "dagster-dev"), *command, "-p", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the script's own group, as a terminal's foreground job
+        )
     children: set[int] = set()
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -24,9 +24,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,27 @@ def group_alive(pgid: int) -> bool:
         if int(group) == pgid and state != "Z":
             return True
     return False
+
+
+@contextlib.contextmanager
+def interruptible_children() -> Iterator[None]:
+    """Children started inside take SIGINT's default action, even where this process ignores it.
+
+    A process started from a background shell (``nohup``, ``cmd &``) inherits SIGINT ignored,
+    and an ignored signal stays ignored across ``exec``. Dagster stops its own child processes
+    with SIGINT, so a code server or ``dagster dev`` started that way cannot stop them; a
+    handled signal is reset to its default on ``exec``, hence the handler while starting.
+    Only the main thread may set handlers; elsewhere the disposition is left as it is.
+    """
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if not ignored or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def marked_processes(state_dir: Path) -> list[int]:
@@ -326,7 +348,7 @@ class ProductionStack:
                 "mlflow", "postgresql"
             ).render_as_string(hide_password=False)
             env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job runner processes
-        with (self.logs / f"{service.name}.log").open("ab") as log:
+        with (self.logs / f"{service.name}.log").open("ab") as log, interruptible_children():
             process = subprocess.Popen(
                 service.argv,
                 cwd=self.state_dir,

@@ -1,14 +1,20 @@
-"""``group_alive``: a group is alive while one of its processes runs; zombies do not count."""
+"""Process groups and signals of the services: ``group_alive`` (zombies do not count) and
+``interruptible_children`` (services can be stopped with SIGINT wherever they were started)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from quant_assets.production.stack import group_alive
+import pytest
+
+from quant_assets.production.stack import group_alive, interruptible_children
 
 
 def test_a_running_group_is_alive_and_a_killed_unreaped_one_is_not() -> None:
@@ -32,3 +38,49 @@ def test_a_group_that_never_was_is_not_alive() -> None:
     proc = subprocess.Popen(["true"])
     proc.wait()
     assert not group_alive(proc.pid)
+
+
+_PRINTS_SIGINT_IGNORED = [
+    sys.executable,
+    "-c",
+    "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)",
+]
+
+
+@contextlib.contextmanager
+def sigint_handled_by(handler: signal.Handlers | Callable) -> Iterator[None]:
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def sigint_ignored() -> Iterator[None]:
+    """This process ignores SIGINT, as one started from a background shell does."""
+    with sigint_handled_by(signal.SIG_IGN):
+        yield
+
+
+@pytest.fixture
+def sigint_handled() -> Iterator[None]:
+    """This process handles SIGINT, as Python does when started from a terminal."""
+    with sigint_handled_by(signal.default_int_handler):
+        yield
+
+
+@pytest.mark.usefixtures("sigint_ignored")
+def test_an_ignored_sigint_is_inherited_unless_children_are_started_interruptible() -> None:
+    assert subprocess.check_output(_PRINTS_SIGINT_IGNORED, text=True).strip() == "True"
+    with interruptible_children():
+        assert subprocess.check_output(_PRINTS_SIGINT_IGNORED, text=True).strip() == "False"
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # this process's own is restored
+
+
+@pytest.mark.usefixtures("sigint_handled")
+def test_interruptible_children_leave_a_handled_sigint_alone() -> None:
+    with interruptible_children():
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert subprocess.check_output(_PRINTS_SIGINT_IGNORED, text=True).strip() == "False"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
