@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"start failed, everything stopped: {err}", file=sys.stderr)
             return 1
         print(f"Dagster UI {stack.webserver_url}   MLflow {stack.mlflow_url}")
-        print(f"logs in {stack.logs}; stop with: scripts/production stop")
+        same_dir = f" --state-dir {args.state_dir}" if args.state_dir else ""
+        print(f"logs in {stack.logs}; stop with: scripts/production stop{same_dir}")
         return 0
     if args.command == "stop":
         if not stack.state():
