@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from quant_assets.production.stack import group_alive, interruptible_children
+from quant_assets.production.stack import (
+    ProductionStack,
+    Service,
+    group_alive,
+    interruptible_children,
+)
 
 
 def test_a_running_group_is_alive_and_a_killed_unreaped_one_is_not() -> None:
@@ -84,3 +90,16 @@ def test_interruptible_children_leave_a_handled_sigint_alone() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         assert subprocess.check_output(_PRINTS_SIGINT_IGNORED, text=True).strip() == "False"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.usefixtures("sigint_ignored")
+def test_the_stack_starts_its_services_interruptible(tmp_path: Path) -> None:
+    """What ``start`` launches can be stopped with SIGINT even from a background shell."""
+    stack = ProductionStack(tmp_path)
+    stack.logs.mkdir()
+    # What start has recorded by the time it launches a service (no server is contacted).
+    stack._secrets_file.write_text(json.dumps({"server": "postgresql://u:p@127.0.0.1:9/postgres"}))
+    stack._state_file.write_text(json.dumps({"ports": {"mlflow": 9}, "pids": {}}))
+    stack._launch(Service("probe", _PRINTS_SIGINT_IGNORED, lambda: True))
+    os.waitpid(stack.state()["pids"]["probe"], 0)
+    assert (stack.logs / "probe.log").read_text().strip() == "False"
